@@ -1,0 +1,56 @@
+# Two commands: `make book` and `make test` (see README.md).
+# Both create the virtual environment on first use and install the pinned stack.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HTML_SMOKE := _build/smoke/_build/html
+JB_FLAGS ?=
+
+.PHONY: book test env assets chromium check-html clean help
+
+help:
+	@echo "make book   - set up, execute every chapter (profile cpu) and build _build/html"
+	@echo "make test   - set up, pytest the library, nbval every chapter (profile smoke),"
+	@echo "              build the book with warnings as errors, check it in headless Chromium"
+	@echo "make check-html - only the headless-Chromium check of an existing smoke build"
+	@echo "make clean  - remove build products, caches and the run cache (.cache)"
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[book]'
+	@touch $(STAMP)
+
+assets: _vendor/.versions
+
+_vendor/.versions: scripts/fetch_web_assets.sh
+	bash scripts/fetch_web_assets.sh
+
+# Debian's Chromium and its driver, for the rendered-page check.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+book: $(STAMP) assets
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	@echo "Open _build/html/index.html in a browser."
+
+# The smoke build goes to its own folder so its execution cache never mixes
+# with the default profile's. pytest runs last so its closing line ends the run.
+test: $(STAMP) assets chromium
+	DINOSAL_PROFILE=smoke $(BIN)/jupyter-book build . -W --keep-going --path-output _build/smoke
+	DINOSAL_PROFILE=smoke DINOSAL_HTML=$(HTML_SMOKE) $(BIN)/python -m pytest tests book --nbval-lax
+
+check-html: $(STAMP) chromium
+	DINOSAL_HTML=$(HTML_SMOKE) $(BIN)/python -m pytest tests/test_html.py
+
+clean:
+	rm -rf _build .cache .pytest_cache _vendor
+	find . -name __pycache__ -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+	find . -name .ipynb_checkpoints -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+	rm -rf lib/*.egg-info

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Fetch the JavaScript that the rendered book would otherwise load from CDNs
+# (MathJax 3, require.js, the Jupyter widget HTML manager) from the npm
+# registry into _vendor/ (served as the book's _static/). Nothing here is committed: the files are
+# taken from the registry at build time, at pinned versions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=_vendor
+MATHJAX=3.2.2
+REQUIREJS=2.3.7
+HTML_MANAGER=1.0.15
+stamp="$dest/.versions"
+want="mathjax@$MATHJAX requirejs@$REQUIREJS html-manager@$HTML_MANAGER"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+command -v npm >/dev/null || { echo "fetch_web_assets: npm is needed to fetch the offline web assets" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+( cd "$tmp" && npm pack --silent "mathjax@$MATHJAX" "requirejs@$REQUIREJS" \
+    "@jupyter-widgets/html-manager@$HTML_MANAGER" >/dev/null )
+for pkg in mathjax requirejs html-manager; do
+  mkdir -p "$tmp/$pkg"
+  tar xzf "$tmp"/*"$pkg"-*.tgz -C "$tmp/$pkg"
+done
+rm -rf "$dest.new" && mkdir -p "$dest.new"
+cp -r "$tmp/mathjax/package/es5" "$dest.new/mathjax"
+cp "$tmp/requirejs/package/require.js" "$dest.new/require.js"
+cp -r "$tmp/html-manager/package/dist" "$dest.new/html-manager"
+echo "$want" > "$dest.new/.versions"
+rm -rf "$dest" && mv "$dest.new" "$dest"
+echo "fetch_web_assets: $want -> $dest"
