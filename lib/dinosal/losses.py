@@ -1,0 +1,178 @@
+"""The DINO self-distillation loss, its diagnostics, and KoLeo.
+
+:class:`DINOLoss` follows the official loss (reference notes section 1.3):
+
+* student probabilities ``log_softmax(s / student_temp)``, split into
+  ``n_crops`` chunks in crop-major order (rows ``[i*B:(i+1)*B]`` = crop i);
+* teacher probabilities ``softmax((t - center) / tau_t(epoch))``, detached,
+  split into ``n_global`` chunks (the teacher only sees the global crops);
+* loss = the mean over the pairs (teacher crop i, student crop v, v != i) of
+  ``mean_b sum_k -P_t^i[b,k] log P_s^v[b,k]``, each pair weighted the same;
+* after the loss, ``center <- m*center + (1-m)*mean_batch(t)``, where the batch
+  mean is taken over every process when ``torch.distributed`` is initialised
+  (world size 1 otherwise: no process group is needed).
+
+The teacher temperature is indexed **by epoch**: ``linspace(warmup, final,
+warmup_epochs)`` (endpoint included, so ``final`` is reached at epoch
+``warmup_epochs-1``), then constant.
+
+KoLeo (:func:`koleo_loss`) is **not** part of the original DINO; it comes from
+DINOv2 (Oquab et al. 2023, after Sablayrolles et al. 2019) and is offered as
+an optional extra term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["DinoLossOutput", "DINOLoss", "teacher_temp_schedule", "koleo_loss"]
+
+
+def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
+    """Teacher temperature per epoch, shape ``(epochs,)``: a linear warmup
+    from ``warmup_temp`` to ``temp`` over ``warmup_epochs`` epochs (endpoint
+    included), then ``temp``. ``warmup_epochs=0`` gives a constant ``temp``."""
+    if warmup_epochs < 0 or epochs < 1:
+        raise ValueError(f"teacher_temp_schedule: need epochs >= 1 and warmup_epochs >= 0, got {epochs}, {warmup_epochs}")
+    warm = np.linspace(warmup_temp, temp, warmup_epochs)
+    rest = np.full(max(epochs - warmup_epochs, 0), temp, dtype=float)
+    return np.concatenate([warm, rest])[:epochs]
+
+
+@dataclass(frozen=True)
+class DinoLossOutput:
+    """One evaluation of :class:`DINOLoss`.
+
+    ``loss``: scalar tensor with grad. Diagnostics (floats, over this
+    process's batch, teacher = the 2 global crops):
+    ``teacher_entropy``: mean over teacher rows of ``H(P_t)`` in nats (uniform
+    collapse -> ``log K``); ``teacher_marginal_entropy``: entropy of the
+    batch-mean ``P_t`` (one-hot collapse -> 0); ``kl``: mean over the loss's
+    pairs of ``mean_b KL(P_t^i || P_s^v)`` (= loss - mean teacher entropy);
+    ``teacher_max_prob``: mean over teacher rows of ``max_k P_t``;
+    ``teacher_temp``: the temperature used.
+    """
+
+    loss: torch.Tensor
+    teacher_entropy: float
+    teacher_marginal_entropy: float
+    kl: float
+    teacher_max_prob: float
+    teacher_temp: float
+
+
+class DINOLoss(nn.Module):
+    """DINO's cross-entropy between teacher and student views.
+
+    ``out_dim``: K; ``n_crops``: all crops the student sees (2 global + local);
+    ``teacher_temps``: a per-epoch array (see :func:`teacher_temp_schedule`) or
+    a float; ``center_momentum``: 0.9 officially, 1.0 keeps the center at 0
+    (centering off); ``n_global``: crops the teacher sees (2).
+    ``center`` is a registered buffer ``(1, K)`` so it is checkpointed.
+    """
+
+    def __init__(
+        self,
+        out_dim: int,
+        n_crops: int,
+        teacher_temps=0.04,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        n_global: int = 2,
+    ) -> None:
+        super().__init__()
+        if n_crops < n_global or n_global < 1:
+            raise ValueError(f"DINOLoss: n_crops ({n_crops}) must be >= n_global ({n_global}) >= 1")
+        self.out_dim = int(out_dim)
+        self.n_crops = int(n_crops)
+        self.n_global = int(n_global)
+        self.student_temp = float(student_temp)
+        self.center_momentum = float(center_momentum)
+        self.teacher_temps = np.atleast_1d(np.asarray(teacher_temps, dtype=float))
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def temp_at(self, epoch: int) -> float:
+        """Teacher temperature at ``epoch`` (the last value past the end)."""
+        return float(self.teacher_temps[min(int(epoch), len(self.teacher_temps) - 1)])
+
+    def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, epoch: int = 0) -> DinoLossOutput:
+        """``student_out`` ``(n_crops*B, K)``, ``teacher_out`` ``(n_global*B, K)``,
+        both crop-major. Updates ``center`` (after computing the loss) when
+        the module is in training mode."""
+        if student_out.shape[0] % self.n_crops or teacher_out.shape[0] % self.n_global:
+            raise ValueError(
+                f"DINOLoss: student rows {student_out.shape[0]} / teacher rows {teacher_out.shape[0]} "
+                f"are not multiples of n_crops={self.n_crops} / n_global={self.n_global}"
+            )
+        if student_out.shape[0] // self.n_crops != teacher_out.shape[0] // self.n_global:
+            raise ValueError("DINOLoss: student and teacher batch sizes per crop differ")
+        temp = self.temp_at(epoch)
+        s_logp = F.log_softmax(student_out.float() / self.student_temp, dim=-1).chunk(self.n_crops)
+        t_logits = (teacher_out.float() - self.center) / temp
+        t_prob = F.softmax(t_logits, dim=-1).detach()
+        t_logp = F.log_softmax(t_logits, dim=-1).detach()
+        t_chunks = t_prob.chunk(self.n_global)
+
+        total, n_terms = 0.0, 0
+        for i, p_t in enumerate(t_chunks):
+            for v, lp_s in enumerate(s_logp):
+                if v == i:
+                    continue
+                total = total + torch.sum(-p_t * lp_s, dim=-1).mean()
+                n_terms += 1
+        loss = total / n_terms
+
+        with torch.no_grad():
+            ent_rows = -(t_prob * t_logp).sum(-1)
+            ent = ent_rows.mean()
+            marg = t_prob.mean(0)
+            marg_ent = -(marg * torch.log(marg.clamp_min(1e-30))).sum()
+            kl = loss.detach() - ent  # every teacher chunk has the same weight in the pair mean
+            max_p = t_prob.max(-1).values.mean()
+        if self.training:
+            self.update_center(teacher_out)
+        return DinoLossOutput(
+            loss=loss,
+            teacher_entropy=float(ent),
+            teacher_marginal_entropy=float(marg_ent),
+            kl=float(kl),
+            teacher_max_prob=float(max_p),
+            teacher_temp=temp,
+        )
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: torch.Tensor) -> None:
+        """``center <- m*center + (1-m)*mean(teacher_out)``; the mean is over
+        the rows of every process when a process group is initialised."""
+        batch_sum = teacher_out.float().sum(dim=0, keepdim=True)
+        count = torch.tensor(float(teacher_out.shape[0]), device=teacher_out.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_sum)
+            dist.all_reduce(count)
+        mean = batch_sum / count
+        self.center.mul_(self.center_momentum).add_(mean * (1.0 - self.center_momentum))
+
+
+def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Kozachenko-Leonenko spreading term (NOT in original DINO; DINOv2 uses it).
+
+    ``x`` ``(B, D)``: rows are L2-normalised, each row's nearest other row is
+    found by the largest dot product, and the loss is ``-mean_i log(||x_i -
+    x_nn(i)|| + eps)``: it grows when two rows are close, so minimising it
+    spreads the batch over the sphere. Needs ``B >= 2``.
+    """
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"koleo_loss: need (B>=2, D) features, got shape {tuple(x.shape)}")
+    x = F.normalize(x.float(), dim=-1, eps=eps)
+    with torch.no_grad():
+        sim = x @ x.T
+        sim.fill_diagonal_(-2.0)
+        nn_idx = sim.argmax(dim=1)
+    dist_nn = (x - x[nn_idx]).norm(dim=-1)
+    return -torch.log(dist_nn + eps).mean()

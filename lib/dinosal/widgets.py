@@ -1,0 +1,216 @@
+"""An ipywidgets explorer of saliency maps for seminars.
+
+``SaliencyExplorer(images, models, patch)`` shows one image, one model and one
+method at a time and recomputes when a control changes: image, model, method
+(attention of one head, mean attention, LOST inverse degree, LOST
+correlation, LOST composite, TokenCut eigenvector), head, k (LOST) and tau
+(TokenCut). Features are taken once per (image, model) with
+:class:`dinosal.features.LastBlockTap` and cached; the methods themselves run
+on every change.
+
+The callback is :meth:`SaliencyExplorer.update`, which takes the control
+values as keyword arguments and returns an :class:`ExplorerView` (the map,
+the box and the figure), so it can be driven without a browser. In a live
+notebook, display the explorer (``explorer`` as the last expression, or
+``display(explorer.widget)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .features import LastBlockFeatures, LastBlockTap, patch_size_of
+from .saliency.attention import cls_attention, mass_threshold
+from .saliency.lost import lost
+from .saliency.tokencut import tokencut
+from .viz import GT_COLOR, PRED_COLOR, draw_boxes, overlay
+
+__all__ = ["METHODS", "ExplorerState", "ExplorerView", "SaliencyExplorer"]
+
+METHODS = ("attention head", "attention mean", "LOST degree", "LOST correlation", "LOST composite", "TokenCut")
+
+
+@dataclass(frozen=True)
+class ExplorerState:
+    """The control values: image index, model name, method, head, k, tau."""
+
+    image: int = 0
+    model: str = ""
+    method: str = "attention mean"
+    head: int = 0
+    k: int = 100
+    tau: float = 0.2
+
+
+@dataclass(frozen=True)
+class ExplorerView:
+    """What one update computed.
+
+    state: the control values used (k clipped to the number of patches)
+    map: (rows, cols) float, the map drawn
+    box: (4,) int64 xyxy px predicted box, or None (attention methods)
+    mask: (rows, cols) bool (LOST/TokenCut mask, or the 60%-mass attention mask)
+    figure: the matplotlib Figure (overlay | image with GT and predicted box)
+    """
+
+    state: ExplorerState
+    map: np.ndarray
+    box: Optional[np.ndarray]
+    mask: np.ndarray
+    figure: Figure
+
+
+class SaliencyExplorer:
+    """Interactive saliency explorer.
+
+    images: sequence of (H, W, 3) uint8 arrays, or of objects with ``.image``
+        (and optionally ``.boxes``, drawn as GT), e.g. ``dinosal.data`` samples.
+    models: name -> timm VisionTransformer (eval mode is used for features).
+    patch: the models' patch size (checked against each model; None: read it).
+    mode: "pad" or "resize" (see :func:`dinosal.features.prepare`).
+    """
+
+    def __init__(self, images: Sequence, models: Mapping[str, torch.nn.Module],
+                 patch: Optional[int] = None, mode: str = "pad"):
+        if len(images) == 0 or len(models) == 0:
+            raise ValueError(f"need at least one image and one model, got {len(images)} and {len(models)}")
+        self.images = [np.asarray(getattr(im, "image", im)) for im in images]
+        self.gt_boxes = [getattr(im, "boxes", None) for im in images]
+        self.models = dict(models)
+        for name, m in self.models.items():
+            p = patch_size_of(m)
+            if patch is not None and p != patch:
+                raise ValueError(f"model {name!r} has patch size {p}, but patch={patch}")
+        self.patch = patch if patch is not None else patch_size_of(next(iter(self.models.values())))
+        self.mode = mode
+        self.state = ExplorerState(model=next(iter(self.models)))
+        self._cache: dict[tuple[int, str], LastBlockFeatures] = {}
+        self._widget = None
+        self.last: Optional[ExplorerView] = None
+
+    # ---- computation -------------------------------------------------
+    def features(self, image: int, model: str) -> LastBlockFeatures:
+        """Cached last-block features of one image under one model."""
+        key = (image, model)
+        if key not in self._cache:
+            with LastBlockTap(self.models[model], mode=self.mode) as tap:
+                self._cache[key] = tap(self.images[image])
+        return self._cache[key]
+
+    def _check(self, s: ExplorerState) -> ExplorerState:
+        if not 0 <= s.image < len(self.images):
+            raise ValueError(f"image must be in [0, {len(self.images)}), got {s.image}")
+        if s.model not in self.models:
+            raise ValueError(f"model must be one of {list(self.models)}, got {s.model!r}")
+        if s.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {s.method!r}")
+        return s
+
+    def compute(self, state: ExplorerState):
+        """(map (rows, cols), box or None, mask (rows, cols), state used) for a state."""
+        f = self.features(state.image, state.model)
+        k_feats = f.patches("k")[0]
+        args = (k_feats, f.grid, f.patch_size, f.image_size)
+        if state.method.startswith("attention"):
+            if f.attn is None:
+                raise ValueError(f"model {state.model!r} has no CLS token, no attention map")
+            att = cls_attention(f.attn[0], f.grid)
+            if state.method == "attention head" and not 0 <= state.head < att.num_heads:
+                raise ValueError(f"head must be in [0, {att.num_heads}), got {state.head}")
+            m = att.heads[state.head] if state.method == "attention head" else att.mean
+            return m, None, mass_threshold(m, 0.6), state
+        if state.method == "TokenCut":
+            r = tokencut(*args, tau=state.tau)
+            return r.eigvec, r.box, r.mask, state
+        state = replace(state, k=int(min(state.k, k_feats.shape[0])))
+        r = lost(*args, k=state.k)
+        m = {"LOST degree": r.inverse_degree, "LOST correlation": r.correlation,
+             "LOST composite": r.composite}[state.method]
+        return m, r.box, r.mask, state
+
+    def update(self, **values) -> ExplorerView:
+        """Set control values (image, model, method, head, k, tau), recompute, redraw.
+
+        Returns the :class:`ExplorerView`; unknown names raise ``ValueError``.
+        """
+        unknown = set(values) - set(ExplorerState.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown controls {sorted(unknown)}; valid: {list(ExplorerState.__dataclass_fields__)}")
+        state = self._check(replace(self.state, **values))
+        m, box, mask, state = self.compute(state)
+        self.state = state
+        self.last = ExplorerView(state=state, map=m, box=box, mask=mask, figure=self._draw(state, m, box, mask))
+        return self.last
+
+    def _draw(self, s: ExplorerState, m, box, mask) -> Figure:
+        fig = Figure(figsize=(7.0, 3.4), layout="constrained")
+        a0, a1 = fig.subplots(1, 2)
+        image = self._shown_image(s.image)
+        shown = overlay(a0, image, m, self.patch, title=f"{s.model}: {s.method}")
+        fig.colorbar(shown, ax=a0, shrink=0.8)
+        overlay(a1, image, mask.astype(float), self.patch, alpha=0.35, cmap="gray",
+                title="mask and boxes")
+        gt = self.gt_boxes[s.image]
+        if gt is not None and np.size(gt):
+            scale = np.array(image.shape[1::-1] * 2) / np.array(self.images[s.image].shape[1::-1] * 2)
+            draw_boxes(a1, np.asarray(gt, dtype=np.float64) * scale, GT_COLOR, "GT")
+        if box is not None:
+            draw_boxes(a1, box, PRED_COLOR, "predicted")
+        return fig
+
+    def _shown_image(self, i: int) -> np.ndarray:
+        if self.mode == "pad":
+            return self.images[i]
+        f = next(v for (j, _), v in self._cache.items() if j == i)
+        from PIL import Image
+        h, w = f.image_size
+        return np.asarray(Image.fromarray(self.images[i]).resize((w, h), Image.BICUBIC))
+
+    # ---- widgets -----------------------------------------------------
+    @property
+    def widget(self):
+        """The ipywidgets box (controls + output), built on first use."""
+        if self._widget is None:
+            self._widget = self._build()
+        return self._widget
+
+    def _build(self):
+        import ipywidgets as W
+        from IPython.display import display
+
+        s = self.state
+        n_max = max(int(np.ceil(im.shape[0] / self.patch) * np.ceil(im.shape[1] / self.patch)) for im in self.images)
+        heads = max(getattr(m.blocks[-1].attn, "num_heads", 1) for m in self.models.values())
+        self.controls = {
+            "image": W.IntSlider(value=s.image, min=0, max=len(self.images) - 1, description="image"),
+            "model": W.Dropdown(options=list(self.models), value=s.model, description="model"),
+            "method": W.Dropdown(options=list(METHODS), value=s.method, description="method"),
+            "head": W.IntSlider(value=s.head, min=0, max=heads - 1, description="head"),
+            "k": W.IntSlider(value=min(s.k, n_max), min=1, max=n_max, description="k (LOST)"),
+            "tau": W.FloatSlider(value=s.tau, min=0.0, max=0.9, step=0.01, description="tau (TokenCut)"),
+        }
+        out = W.Output()
+
+        def refresh(_=None):
+            values = {name: c.value for name, c in self.controls.items()}
+            with out:
+                out.clear_output(wait=True)
+                try:
+                    display(self.update(**values).figure)
+                except ValueError as err:
+                    print(f"cannot draw: {err}")
+
+        for c in self.controls.values():
+            c.observe(refresh, names="value")
+        refresh()
+        return W.VBox([W.HBox([self.controls["image"], self.controls["model"], self.controls["method"]]),
+                       W.HBox([self.controls["head"], self.controls["k"], self.controls["tau"]]), out])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)

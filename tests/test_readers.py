@@ -1,0 +1,392 @@
+"""Readers and exporters: round trips, hand-written official files, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import savemat
+
+from dinosal.data import export
+from dinosal.data.export import (
+    export_bdd100k,
+    export_class_folders,
+    export_coco,
+    export_stanford_cars,
+    export_voc,
+)
+from dinosal.data.readers import (
+    BDD_CLASSES,
+    DatasetError,
+    load_rgb,
+    read_bdd100k,
+    read_class_folders,
+    read_coco,
+    read_image_folder,
+    read_stanford_cars,
+    read_voc,
+)
+from dinosal.data.synthetic import (
+    DrivingConfig,
+    DrivingScenes,
+    SingleVehicles,
+    VehicleConfig,
+)
+
+
+@pytest.fixture(scope="module")
+def driving():
+    g = DrivingScenes(DrivingConfig(size=48, n_objects=(1, 4), seed=4))
+    return [s for s in g[:12] if len(s.labels)]
+
+
+@pytest.fixture(scope="module")
+def vehicles():
+    return SingleVehicles(VehicleConfig(size=48, seed=4))[:8]
+
+
+def _names(class_names, labels):
+    return [class_names[k] for k in labels]
+
+
+def _same(samples, read):
+    assert len(read) == len(samples)
+    for s, a in zip(samples, read):
+        np.testing.assert_array_equal(a.boxes, s.boxes)
+        assert _names(read.class_names, a.labels) == _names(s.class_names, s.labels)
+        assert a.size == s.semantic.shape
+        assert read.image(0).shape == s.image.shape
+
+
+def _image(path, size=(64, 48), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, 128 if mode in ("L", "I;16") else (120, 130, 140)).save(path)
+    return path
+
+
+# ---------------------------------------------------------------- round trips
+
+
+def test_bdd_round_trip(tmp_path, driving):
+    e = export_bdd100k(driving, tmp_path / "bdd")
+    read = read_bdd100k(e.annotations, e.images)
+    _same(driving, read)
+    assert read.class_names == BDD_CLASSES
+    mh = read.multi_hot()
+    for s, row in zip(driving, mh):
+        assert {BDD_CLASSES[k] for k in np.flatnonzero(row)} == set(_names(s.class_names, s.labels))
+
+
+def test_stanford_cars_round_trip(tmp_path, vehicles):
+    e = export_stanford_cars(vehicles, tmp_path / "cars")
+    read = read_stanford_cars(e.annotations, e.images, e.root / "devkit" / "cars_meta.mat")
+    _same(vehicles, read)
+    assert read.class_names == vehicles[0].class_names
+
+
+def test_class_folder_round_trip(tmp_path):
+    g = SingleVehicles(VehicleConfig(size=32, types=("coupe", "sedan", "van")))
+    samples = g[:9]
+    e = export_class_folders(samples, tmp_path / "folders")
+    read = read_class_folders(e.annotations)
+    assert read.class_names == ("coupe", "sedan", "van")
+    got = sorted((str(a.image.name), read.class_names[a.labels[0]]) for a in read)
+    want = sorted((f"{i:06d}.jpg", s.class_names[s.labels[0]]) for i, s in enumerate(samples))
+    assert got == want
+
+
+def test_voc_round_trip(tmp_path, driving):
+    e = export_voc(driving, tmp_path / "voc")
+    read = read_voc(e.annotations, class_names=driving[0].class_names)
+    _same(driving, read)
+    per_class = (e.root / "ImageSets" / "Main" / "car_trainval.txt").read_text().split("\n")
+    assert len([ln for ln in per_class if ln]) == len(driving)
+
+
+def test_coco_round_trip(tmp_path, driving):
+    e = export_coco(driving, tmp_path / "coco")
+    read = read_coco(e.annotations, e.images)
+    _same(driving, read)
+
+
+def test_image_folder(tmp_path, driving):
+    e = export_coco(driving, tmp_path / "coco")
+    read = read_image_folder(e.images)
+    assert len(read) == len(driving) and read.class_names == ()
+    np.testing.assert_allclose(read.image(0).astype(float), driving[0].image, atol=40)
+
+
+# ---------------------------------------------------- hand-written official files
+
+
+def test_bdd_official_2018_names(tmp_path):
+    _image(tmp_path / "img" / "a.jpg", (100, 50))
+    _image(tmp_path / "img" / "b.jpg", (100, 50))
+    frames = [
+        {"name": "a.jpg", "attributes": {"weather": "clear"}, "timestamp": 10000, "labels": [
+            {"category": "person", "attributes": {"occluded": True, "truncated": False},
+             "manualShape": True, "box2d": {"x1": 10.5, "y1": 5.0, "x2": 19.5, "y2": 30.0}, "id": 1},
+            {"category": "bike", "box2d": {"x1": 0, "y1": 0, "x2": 99, "y2": 49}, "id": 2},
+            {"category": "traffic light", "box2d": {"x1": 1, "y1": 2, "x2": 3, "y2": 4}, "id": 3},
+            {"category": "lane", "poly2d": [{"vertices": [[0, 0], [5, 5]], "types": "LL", "closed": False}], "id": 4},
+            {"category": "drivable area", "poly2d": [], "id": 5},
+        ]},
+        {"name": "b.jpg", "attributes": {}},  # a frame without labels
+    ]
+    labels = tmp_path / "bdd100k_labels_images_val.json"
+    labels.write_text(json.dumps(frames))
+    read = read_bdd100k(labels, tmp_path / "img")
+    a, b = read
+    assert _names(BDD_CLASSES, a.labels) == ["pedestrian", "bicycle", "traffic light"]
+    np.testing.assert_array_equal(a.boxes[0], [10.5, 5.0, 20.5, 31.0])  # inclusive -> exclusive max
+    np.testing.assert_array_equal(a.boxes[1], [0, 0, 100, 50])
+    assert a.flags["occluded"].tolist() == [True, False, False]
+    assert len(b.labels) == 0 and read.multi_hot()[1].sum() == 0
+    with pytest.raises(DatasetError, match="b.jpg.*no detection labels"):
+        read_bdd100k(labels, tmp_path / "img", allow_empty=False)
+
+
+def test_voc_official_xml(tmp_path):
+    root = tmp_path / "VOC2007"
+    _image(root / "JPEGImages" / "000005.jpg", (500, 375))
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("000005\n")
+    (root / "Annotations").mkdir()
+    (root / "Annotations" / "000005.xml").write_text("""<annotation>
+  <folder>VOC2007</folder><filename>000005.jpg</filename>
+  <source><database>The VOC2007 Database</database></source>
+  <size><width>500</width><height>375</height><depth>3</depth></size>
+  <segmented>0</segmented>
+  <object><name>chair</name><pose>Rear</pose><truncated>0</truncated><difficult>0</difficult>
+    <bndbox><xmin>263</xmin><ymin>211</ymin><xmax>324</xmax><ymax>339</ymax></bndbox></object>
+  <object><name>chair</name><pose>Unspecified</pose><truncated>1</truncated><difficult>1</difficult>
+    <bndbox><xmin>1</xmin><ymin>1</ymin><xmax>500</xmax><ymax>375</ymax></bndbox></object>
+</annotation>""")
+    (a,) = read_voc(root)
+    np.testing.assert_array_equal(a.boxes, [[262, 210, 324, 339], [0, 0, 500, 375]])
+    assert a.flags["difficult"].tolist() == [False, True] and a.size == (375, 500)
+
+
+def test_coco_official_json(tmp_path):
+    _image(tmp_path / "val2017" / "000000000139.jpg", (64, 48))
+    _image(tmp_path / "val2017" / "000000000285.jpg", (64, 48))
+    d = {
+        "images": [{"id": 139, "file_name": "000000000139.jpg", "height": 48, "width": 64},
+                   {"id": 285, "file_name": "000000000285.jpg", "height": 48, "width": 64}],
+        "annotations": [
+            {"id": 1, "image_id": 139, "category_id": 62, "bbox": [10.2, 5.5, 20.0, 10.0], "area": 200, "iscrowd": 0},
+            {"id": 2, "image_id": 139, "category_id": 1, "bbox": [0, 0, 64, 48], "area": 900,
+             "iscrowd": 1, "segmentation": {"counts": [], "size": [48, 64]}},
+        ],
+        "categories": [{"id": 62, "name": "chair", "supercategory": "furniture"},
+                       {"id": 1, "name": "person", "supercategory": "person"}],
+    }
+    path = tmp_path / "instances_val2017.json"
+    path.write_text(json.dumps(d))
+    read = read_coco(path, tmp_path / "val2017")
+    assert read.class_names == ("person", "chair")
+    a, b = read
+    np.testing.assert_allclose(a.boxes, [[10.2, 5.5, 30.2, 15.5]], rtol=1e-6)
+    assert _names(read.class_names, a.labels) == ["chair"]  # the crowd box is dropped
+    assert len(b.labels) == 0
+    assert len(read_coco(path, tmp_path / "val2017", keep_empty=False)) == 1
+
+
+def _cars_struct(rows):
+    fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname"]
+    ann = np.zeros((1, len(rows)), dtype=[(f, object) for f in fields])
+    for i, row in enumerate(rows):
+        for f, v in zip(fields, row):
+            ann[0, i][f] = np.array([v]) if isinstance(v, str) else np.array([[v]], np.uint16)
+    return ann
+
+
+def test_stanford_cars_official_mat(tmp_path):
+    _image(tmp_path / "cars_train" / "00001.jpg", (80, 60))
+    names = np.empty((1, 2), dtype=object)
+    names[0, :] = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012"]
+    savemat(tmp_path / "cars_meta.mat", {"class_names": names})
+    savemat(tmp_path / "cars_train_annos.mat", {"annotations": _cars_struct([(1, 2, 80, 60, 2, "00001.jpg")])})
+    (a,) = read_stanford_cars(tmp_path / "cars_train_annos.mat", tmp_path / "cars_train", tmp_path / "cars_meta.mat")
+    np.testing.assert_array_equal(a.boxes, [[0, 1, 80, 60]])
+    assert a.labels.tolist() == [1]
+    # the all-in-one cars_annos.mat: relative_im_path and class_names in one file
+    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
+    ann = np.zeros((1, 1), dtype=[(f, object) for f in fields])
+    for f, v in zip(fields, ["cars_train/00001.jpg", 1, 1, 10, 10, 1, 0]):
+        ann[0, 0][f] = np.array([v]) if isinstance(v, str) else np.array([[v]], np.uint16)
+    savemat(tmp_path / "cars_annos.mat", {"annotations": ann, "class_names": names})
+    (b,) = read_stanford_cars(tmp_path / "cars_annos.mat", tmp_path)
+    assert b.labels.tolist() == [0] and b.boxes.tolist() == [[0, 0, 10, 10]]
+
+
+# ------------------------------------------------------------------- bad input
+
+
+def test_missing_paths(tmp_path):
+    with pytest.raises(DatasetError, match="nowhere.*folder not found"):
+        read_bdd100k(tmp_path / "x.json", tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="x.json.*not found"):
+        read_bdd100k(tmp_path / "x.json", tmp_path)
+    with pytest.raises(DatasetError, match="trainval.txt.*not found"):
+        read_voc(tmp_path)
+    with pytest.raises(DatasetError, match="annos.mat.*not found"):
+        read_stanford_cars(tmp_path / "annos.mat", tmp_path)
+    with pytest.raises(DatasetError, match="no images"):
+        read_image_folder(tmp_path)
+
+
+def test_missing_image_file(tmp_path):
+    (tmp_path / "labels.json").write_text(json.dumps([{"name": "gone.jpg", "labels": []}]))
+    with pytest.raises(DatasetError, match="gone.jpg: image file not found"):
+        read_bdd100k(tmp_path / "labels.json", tmp_path)
+
+
+def test_malformed_files(tmp_path):
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('[{"name": "a.jpg", "labels": [')
+    with pytest.raises(DatasetError, match="bad.json: malformed JSON"):
+        read_bdd100k(bad_json, tmp_path)
+    with pytest.raises(DatasetError, match="bad.json: malformed JSON"):
+        read_coco(bad_json, tmp_path)
+    (tmp_path / "shape.json").write_text('{"frames": []}')
+    with pytest.raises(DatasetError, match="expected a JSON list"):
+        read_bdd100k(tmp_path / "shape.json", tmp_path)
+    bad_mat = tmp_path / "bad.mat"
+    bad_mat.write_bytes(b"MATLAB 5.0 MAT-file garbage" + bytes(200))
+    with pytest.raises(DatasetError, match="bad.mat: malformed MAT"):
+        read_stanford_cars(bad_mat, tmp_path)
+    savemat(tmp_path / "other.mat", {"x": np.zeros(3)})
+    with pytest.raises(DatasetError, match="no 'annotations'"):
+        read_stanford_cars(tmp_path / "other.mat", tmp_path)
+    root = tmp_path / "voc"
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("1\n")
+    (root / "Annotations").mkdir()
+    (root / "Annotations" / "1.xml").write_text("<annotation><size><width>4</width></annotation")
+    with pytest.raises(DatasetError, match="1.xml: malformed XML"):
+        read_voc(root)
+
+
+def test_unknown_categories(tmp_path):
+    _image(tmp_path / "a.jpg")
+    (tmp_path / "l.json").write_text(json.dumps([{"name": "a.jpg", "labels": [
+        {"category": "spaceship", "box2d": {"x1": 0, "y1": 0, "x2": 5, "y2": 5}}]}]))
+    with pytest.raises(DatasetError, match="a.jpg.*unknown category 'spaceship'"):
+        read_bdd100k(tmp_path / "l.json", tmp_path)
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "height": 48, "width": 64}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [0, 0, 2, 2], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    with pytest.raises(DatasetError, match="c.json: annotation 0 has unknown category_id 7"):
+        read_coco(tmp_path / "c.json", tmp_path)
+
+
+def test_unknown_voc_class_and_empty_object_list(tmp_path, driving):
+    e = export_voc(driving[:2], tmp_path / "voc")
+    with pytest.raises(DatasetError, match=r"\d+.xml: object \d+ has unknown class"):
+        read_voc(e.annotations)  # the 20 VOC classes do not include 'pedestrian' etc.
+    xml = e.root / "Annotations" / "000000.xml"
+    text = xml.read_text()
+    xml.write_text(text[: text.index("<object>")] + "</annotation>")
+    with pytest.raises(DatasetError, match="000000.xml: empty label list"):
+        read_voc(e.annotations, class_names=driving[0].class_names)
+
+
+def test_box_outside_image(tmp_path):
+    _image(tmp_path / "a.jpg", (64, 48))
+    (tmp_path / "l.json").write_text(json.dumps([{"name": "a.jpg", "labels": [
+        {"category": "car", "box2d": {"x1": 10, "y1": 10, "x2": 80, "y2": 20}}]}]))
+    with pytest.raises(DatasetError, match=r"a.jpg\).*box 0 .*outside.*64x48"):
+        read_bdd100k(tmp_path / "l.json", tmp_path)
+    # within the 1 px tolerance the box is clipped
+    (tmp_path / "m.json").write_text(json.dumps([{"name": "a.jpg", "labels": [
+        {"category": "car", "box2d": {"x1": -0.5, "y1": 10, "x2": 63.5, "y2": 20}}]}]))
+    (a,) = read_bdd100k(tmp_path / "m.json", tmp_path)
+    assert a.boxes.tolist() == [[0, 10, 64, 21]]
+
+
+def test_empty_label_lists(tmp_path):
+    (tmp_path / "l.json").write_text("[]")
+    with pytest.raises(DatasetError, match="l.json: empty label list"):
+        read_bdd100k(tmp_path / "l.json", tmp_path)
+    (tmp_path / "c.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    with pytest.raises(DatasetError, match="c.json: empty image list"):
+        read_coco(tmp_path / "c.json", tmp_path)
+
+
+def test_truncated_and_unreadable_images(tmp_path):
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good)
+    cut = tmp_path / "cut.jpg"
+    data = good.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(DatasetError, match="cut.jpg: unreadable or truncated"):
+        load_rgb(cut)
+    (tmp_path / "noise.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DatasetError, match="noise.png: unreadable"):
+        load_rgb(tmp_path / "noise.png")
+    (tmp_path / "l.json").write_text(json.dumps([{"name": "cut.jpg", "labels": []}]))
+    read_bdd100k(tmp_path / "l.json", tmp_path)  # the header alone is intact
+    with pytest.raises(DatasetError, match="cut.jpg: unreadable or truncated"):
+        read_bdd100k(tmp_path / "l.json", tmp_path, verify="decode")
+    with pytest.raises(DatasetError, match="noise.png: unreadable image header"):
+        read_image_folder(tmp_path)
+
+
+def test_image_mode_conversions(tmp_path):
+    g = tmp_path / "g.png"
+    Image.fromarray(np.full((4, 5), 77, np.uint8)).save(g)
+    assert load_rgb(g).shape == (4, 5, 3) and (load_rgb(g) == 77).all()
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[0, 0, 3], rgba[0, 1, 3], rgba[1, :, 3] = 255, 0, 128
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    on_white = load_rgb(tmp_path / "a.png")
+    on_black = load_rgb(tmp_path / "a.png", alpha_background=(0, 0, 0))
+    assert on_white[0, 0].tolist() == [200, 0, 0] and on_white[0, 1].tolist() == [255, 255, 255]
+    assert on_black[0, 1].tolist() == [0, 0, 0] and on_black[1, 0].tolist() == [100, 0, 0]
+    deep = np.array([[0, 257, 65535]], np.uint16)
+    Image.fromarray(deep).save(tmp_path / "d.png")
+    assert load_rgb(tmp_path / "d.png")[0, :, 0].tolist() == [0, 1, 255]
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([10, 20, 30, 40, 50, 60])
+    pal.putpixel((1, 0), 1)
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "p.png", transparency=0)
+    assert load_rgb(tmp_path / "p.png").tolist() == [[[255, 255, 255], [40, 50, 60]]]
+
+
+def test_export_is_atomic(tmp_path, driving, monkeypatch):
+    e = export_coco(driving, tmp_path / "coco")
+    with pytest.raises(FileExistsError, match="coco"):
+        export_coco(driving, tmp_path / "coco")
+    calls = {"n": 0}
+    real = export._save_image
+
+    def failing(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise OSError("disk full")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(export, "_save_image", failing)
+    with pytest.raises(OSError, match="disk full"):
+        export_coco(driving, tmp_path / "coco", overwrite=True)
+    with pytest.raises(OSError, match="disk full"):
+        export_voc(driving, tmp_path / "voc")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco"]  # no temp dirs, no half-built voc
+    assert len(read_coco(e.annotations, e.images)) == len(driving)  # the old set is intact
+    export_coco(driving[:2], tmp_path / "coco", overwrite=True)
+    assert len(read_coco(e.annotations, e.images)) == 2
+
+
+def test_export_rejects_what_the_format_cannot_hold(tmp_path, driving, vehicles):
+    with pytest.raises(ValueError, match="one object per image"):
+        export_stanford_cars(driving, tmp_path / "cars")
+    with pytest.raises(ValueError, match="not BDD100K categories"):
+        export_bdd100k(vehicles, tmp_path / "bdd")
+    assert not list(tmp_path.iterdir())
