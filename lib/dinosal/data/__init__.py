@@ -1,5 +1,33 @@
-"""Data: the procedural benchmark, readers for the real datasets, exporters."""
+"""Data: the procedural benchmark, readers for the real datasets, exporters.
 
+* :mod:`.synthetic` — ``DrivingScenes``, ``SingleVehicles``, ``ObjectWorld``
+  (items are :class:`Sample`), the torch wrapper and the cached evaluation sets;
+* :mod:`.readers` — BDD100K, Stanford Cars, Pascal VOC, COCO, image folders;
+* :mod:`.export` — the same formats, written from generated samples.
+"""
+
+from .export import (
+    Exported,
+    export_bdd100k,
+    export_class_folders,
+    export_coco,
+    export_stanford_cars,
+    export_voc,
+)
+from .readers import (
+    BDD_CLASSES,
+    VOC_CLASSES,
+    AnnotatedSet,
+    Annotation,
+    DatasetError,
+    load_rgb,
+    read_bdd100k,
+    read_class_folders,
+    read_coco,
+    read_image_folder,
+    read_stanford_cars,
+    read_voc,
+)
 from .synthetic import (
     IGNORE,
     CachedSamples,
@@ -22,7 +50,13 @@ from .synthetic import (
 )
 
 __all__ = [
+    # synthetic
     "IGNORE", "CachedSamples", "DrivingConfig", "DrivingScenes", "ObjectWorld", "PixelContrast",
     "Sample", "SampleDataset", "SingleVehicles", "VehicleConfig", "WorldConfig", "load_cached",
     "object_mask", "object_table", "part_masks", "pixel_contrast", "presence_table", "save_cached",
+    # readers
+    "BDD_CLASSES", "VOC_CLASSES", "AnnotatedSet", "Annotation", "DatasetError", "load_rgb",
+    "read_bdd100k", "read_class_folders", "read_coco", "read_image_folder", "read_stanford_cars", "read_voc",
+    # export
+    "Exported", "export_bdd100k", "export_class_folders", "export_coco", "export_stanford_cars", "export_voc",
 ]

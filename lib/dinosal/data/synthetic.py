@@ -131,8 +131,10 @@ class _CommonConfig:
             with the background. 0: objects get their own colours and smooth
             paint; 1: every colour of an object (body, windows, wheels,
             stripes) and its texture are drawn from the colours and textures
-            of this image's own background, so only shape and part structure
-            tell object from background (pixel contrast alone fails).
+            of this image's own background (weighted by area), so only shape
+            and part structure tell object from background (pixel contrast
+            alone fails). It needs a background of several colours: on a
+            one-colour background (no clutter) camouflage 1 hides the object.
         background_variability: 0..1, how much the background changes from
             image to image (layout, colours, textures). 0 gives every image
             the same canonical background. Self-supervised learning attends
@@ -1195,14 +1197,16 @@ class DrivingScenes(_Generator):
         things = self._roadside(bg, has)
         lo, hi = cfg.depth_range
         for k in classes:
-            name = DRIVING_CLASSES[k]
+            name, t = DRIVING_CLASSES[k], r.u(lo, hi)
             if name == "pedestrian" and r.chance(0.7):
                 u = r.pick((-1, 1)) * r.u(1.03, 1.6)
             elif name in ("bicycle", "motorcycle") and r.chance(0.6):
                 u = r.pick((-1, 1)) * r.u(0.6, 1.0)
             else:
                 u = r.pick((-2 / 3, 0.0, 2 / 3)) + r.u(-0.15, 0.15)
-            things.append((r.u(lo, hi), len(things), ("object", u, k)))
+            # keep the object's centre inside the frame (it may still be cut by the border)
+            u = min(max(u, road.u_at(0.0, t)), road.u_at(S, t))
+            things.append((t, len(things), ("object", u, k)))
         things.sort()  # by depth t, ties by insertion order (stable, documented)
         class_of: list[int] = []
         for t, _, spec in things:
@@ -1235,11 +1239,14 @@ class DrivingScenes(_Generator):
                 e = cv.part(pid["building"], bc, bg.pick((GRAIN, STRIPE)), 0.08)
                 bx, bw, bh = S * bg.u(-0.1, 0.95), S * bg.u(0.12, 0.35), S * bg.u(0.08, 0.3)
                 cv.rect((bx, road.hy - bh, bx + bw, road.hy + 1), bc, e)
-                if bw > 12 and bh > 10:  # windows, part of the building
-                    dark = _mix(bc, (20, 20, 30), 0.6)
-                    for gy in np.arange(road.hy - bh + 3, road.hy - 3, 5):
-                        for gx in np.arange(bx + 2, bx + bw - 3, 5):
-                            cv.rect((gx, gy, gx + 2, gy + 2), dark, e)
+                pitch = max(4.0, S / 24)
+                if bw > 3 * pitch and bh > 3 * pitch:  # a window grid, part of the building:
+                    dark = _mix(bc, (20, 20, 30), 0.6)  # dark columns cut by wall-coloured floors
+                    top, bottom = road.hy - bh + pitch / 2, road.hy - pitch / 2
+                    for gx in np.arange(bx + pitch / 2, bx + bw - pitch, pitch):
+                        cv.rect((gx, top, gx + pitch / 2, bottom), dark, e)
+                    for gy in np.arange(top + pitch / 2, bottom, pitch):
+                        cv.rect((bx + pitch / 4, gy, bx + bw - pitch / 4, gy + pitch / 2), bc, e)
         cv.rect((0, road.hy, S, S), side_c, cv.part(pid["roadside"], side_c, side_tex, 0.18))
         e = cv.part(pid["road"], road_c, GRAIN, 0.12)
         cv.poly([(road.vx - 0.01 * S, road.hy), (road.vx + 0.01 * S, road.hy),
@@ -1322,6 +1329,10 @@ class _Road:
 
     def x(self, u: float, t: float) -> float:
         return self.vx + u * self.hw * t
+
+    def u_at(self, x: float, t: float) -> float:
+        """The lateral position ``u`` whose pixel column at depth ``t`` is ``x``."""
+        return (x - self.vx) / (self.hw * t)
 
     def m2px(self, t: float) -> float:
         """Pixels per metre at depth ``t``."""

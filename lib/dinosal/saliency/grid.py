@@ -46,30 +46,29 @@ def check_grid(grid: Sequence[int], n_tokens: int, name: str = "grid") -> tuple[
     return rows, cols
 
 
-def check_features(feats, name: str = "feats") -> torch.Tensor:
-    """Return ``feats`` (N, D) as a float64 CPU tensor; reject other ranks and NaN/Inf.
+def check_features(feats, name: str = "feats") -> np.ndarray:
+    """Return ``feats`` (N, D) as a C-contiguous float64 array; reject other ranks and NaN/Inf.
 
-    Accepts a tensor or an array. A leading batch axis of size 1 is dropped,
-    so ``(1, N, D)`` (the official code's layout) is accepted too.
+    Accepts a tensor (any device) or an array. A leading batch axis of size 1
+    is dropped, so ``(1, N, D)`` (the official code's layout) is accepted too.
     """
-    t = torch.as_tensor(feats)
-    if t.ndim == 3 and t.shape[0] == 1:
-        t = t[0]
-    if t.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, D), got {tuple(t.shape)}")
-    if t.shape[0] < 2 or t.shape[1] < 1:
-        raise ValueError(f"{name} needs at least 2 tokens and 1 channel, got {tuple(t.shape)}")
-    if not t.is_floating_point():
-        t = t.double()
-    t = t.detach().to("cpu", torch.float64)
-    bad = ~torch.isfinite(t)
+    if torch.is_tensor(feats):
+        feats = feats.detach().to("cpu", torch.float64).numpy()
+    a = np.asarray(feats)
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, D), got {a.shape}")
+    if a.shape[0] < 2 or a.shape[1] < 1:
+        raise ValueError(f"{name} needs at least 2 tokens and 1 channel, got {a.shape}")
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    bad = ~np.isfinite(a).all(axis=1)
     if bad.any():
-        n_bad = int(bad.any(dim=1).sum())
-        first = int(torch.nonzero(bad.any(dim=1))[0])
         raise ValueError(
-            f"{name} contains NaN/Inf in {n_bad} of {t.shape[0]} tokens (first: token {first})"
+            f"{name} contains NaN/Inf in {int(bad.sum())} of {a.shape[0]} tokens "
+            f"(first: token {int(np.flatnonzero(bad)[0])})"
         )
-    return t
+    return a
 
 
 def check_image_size(image_size: Sequence[int], grid: tuple[int, int], patch: int) -> tuple[int, int]:

@@ -6,7 +6,8 @@ CLS or register tokens, raw (not normalised); grid (rows, cols) row-major,
 
 Steps, as the official ``lost()`` computes them:
 
-1. similarity ``A = F F^T`` (N, N), raw dot products (computed in float64);
+1. similarity ``A = F F^T`` (N, N), raw dot products (computed in float64,
+   whatever the input dtype);
 2. degree ``deg_i = #{j != i : A_ij > 0}``, a count of positive similarities;
 3. seed = the patch of lowest degree;
 4. potentials = the ``k`` lowest-degree patches (seed first); similars = the
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from .grid import check_features, check_grid, check_image_size, mask_box, seed_component
 
@@ -78,7 +78,7 @@ class LostResult:
         return divmod(self.seed, self.grid[1])
 
 
-def similarity_degree(feats) -> tuple[torch.Tensor, torch.Tensor]:
+def similarity_degree(feats) -> tuple[np.ndarray, np.ndarray]:
     """``A = F F^T`` (N, N) float64 and the degree (N,) int64 (positive, off-diagonal).
 
     feats: (N, D) tensor or array, finite.
@@ -86,8 +86,8 @@ def similarity_degree(feats) -> tuple[torch.Tensor, torch.Tensor]:
     f = check_features(feats)
     a = f @ f.T
     positive = a > 0
-    degree = positive.sum(dim=1) - torch.diagonal(positive).long()
-    return a, degree
+    degree = positive.sum(axis=1) - np.diagonal(positive)
+    return a, degree.astype(np.int64)
 
 
 def lost(
@@ -112,30 +112,29 @@ def lost(
     n = f.shape[0]
     rows, cols = check_grid(grid, n)
     h, w = check_image_size(image_size, (rows, cols), patch)
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= n:
         raise ValueError(f"k must be an integer in [1, N] = [1, {n}] (number of patches), got k={k!r}")
 
     a, degree = similarity_degree(f)
-    order = torch.argsort(degree, stable=True)
+    order = np.argsort(degree, kind="stable")
     seed = int(order[0])
     potentials = order[:k]
     similars = potentials[a[seed, potentials] > 0]
-    if similars.numel() == 0:
+    if similars.size == 0:
         raise ValueError(f"seed patch {seed} has no positive similarity (all-zero feature?)")
-    correlation = a[similars].sum(dim=0)
+    correlation = a[similars].sum(axis=0).reshape(rows, cols)
 
-    corr_map = correlation.reshape(rows, cols).numpy()
-    mask = seed_component(corr_map > 0, seed)
-    count_incl_diag = (a > 0).sum(dim=1).double()
-    inverse_degree = (1.0 / count_incl_diag.clamp(min=1)).reshape(rows, cols).numpy()
+    mask = seed_component(correlation > 0, seed)
+    positive_incl_diag = degree + (np.diagonal(a) > 0)
+    inverse_degree = (1.0 / np.maximum(positive_incl_diag, 1)).reshape(rows, cols)
     return LostResult(
         seed=seed,
-        potentials=potentials.numpy().astype(np.int64),
-        similars=similars.numpy().astype(np.int64),
-        degree=degree.reshape(rows, cols).numpy().astype(np.int64),
+        potentials=potentials.astype(np.int64),
+        similars=similars.astype(np.int64),
+        degree=degree.reshape(rows, cols),
         inverse_degree=inverse_degree,
-        seed_similarity=a[seed].reshape(rows, cols).numpy(),
-        correlation=corr_map,
+        seed_similarity=a[seed].reshape(rows, cols).copy(),
+        correlation=correlation,
         mask=mask,
         box=mask_box(mask, patch, (h, w)),
         composite=np.where(mask, inverse_degree, 0.0),

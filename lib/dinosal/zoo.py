@@ -1,0 +1,228 @@
+"""The named models of the study, trained on demand and cached by config.
+
+``zoo.names(profile)`` lists the models a profile offers; ``zoo.get(name,
+profile)`` returns ``(backbone in eval mode, ModelCard)``:
+
+* ``"random"``: the profile's network at random init (seeded), the baseline
+  every saliency number is compared with;
+* ``"dino_world"``: DINO trained on ObjectWorld -- the "pretrained DINO"
+  role of the paper (ImageNet DINO);
+* ``"dino_driving"``: DINO trained from scratch on DrivingScenes -- the
+  "bdd100k base" role;
+* ``"dino_official"`` (paper profile): the official ViT-S/8 weights, from the
+  local file named by ``$DINOSAL_DINO_WEIGHTS`` or through timm's hub.
+
+Recipes live in :data:`dinosal.profiles.DINO_RECIPES` (one place). A trained
+model is a :func:`dinosal.runs.cached` artifact of kind ``"dino"`` keyed by
+the resolved training configuration (data config + :class:`DinoConfig`), so
+a chapter that asks again gets the same weights without training, and two
+profiles with the same recipe share them. An interrupted training resumes
+from ``<cache>/dino/<key>.work/``. The DINO teacher's backbone is returned
+(DINO evaluates the teacher).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from . import runs
+from .data.multicrop import MultiCropConfig
+from .models import create_vit, load_dino_backbone, load_dino_timm, official_weights_path
+from .profiles import DINO_RECIPES, DinoRecipe
+from .train.dino import CHECKPOINT, LOG_CSV, DinoConfig, train_dino
+
+__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "get", "DATA_ENV"]
+
+DATA_ENV = "DINOSAL_DATA"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a zoo model is. ``kind``: ``"random"``, ``"dino"`` or
+    ``"official"``; ``trained_on``: a short data description; ``steps`` and
+    ``train_seconds`` from the training run (0 when not trained here);
+    ``path``: the cached artifact directory or weights file."""
+
+    name: str
+    profile: str
+    kind: str
+    arch: Any
+    patch: int
+    img_size: int
+    trained_on: str
+    steps: int
+    train_seconds: float
+    path: Optional[str]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The resolved training configuration: the cache key of a DINO model."""
+
+    data: str
+    data_config: Any
+    n_train: int
+    dino: DinoConfig
+
+
+def names(profile: str) -> list[str]:
+    """Model names of ``profile`` (``"random"`` first)."""
+    table = _table(profile)
+    return ["random"] + list(table)
+
+
+def recipe(name: str, profile: str) -> DinoRecipe:
+    table = _table(profile)
+    if name not in table:
+        raise KeyError(f"zoo: no model {name!r} in profile {profile!r}; available: {names(profile)}")
+    return table[name]
+
+
+def _table(profile: str) -> dict[str, DinoRecipe]:
+    if profile not in DINO_RECIPES:
+        raise KeyError(f"zoo: unknown profile {profile!r}; valid: {sorted(DINO_RECIPES)}")
+    return DINO_RECIPES[profile]
+
+
+def _data_config(r: DinoRecipe):
+    from .data.synthetic import DrivingConfig, WorldConfig
+
+    if r.data == "world":
+        return WorldConfig(**{"length": r.n_train, **r.data_config})
+    if r.data == "driving":
+        return DrivingConfig(**{"length": r.n_train, **r.data_config})
+    if r.data == "image_folder":
+        return dict(r.data_config)
+    raise ValueError(f"zoo: unknown data {r.data!r} (world, driving, image_folder, official)")
+
+
+def train_spec(r: DinoRecipe, **train_overrides) -> TrainSpec:
+    """Resolve a recipe into a :class:`TrainSpec` (``train_overrides`` win)."""
+    base = MultiCropConfig.weak() if r.crops_preset == "weak" else MultiCropConfig()
+    if r.crops_preset not in ("weak", "official"):
+        raise ValueError(f"zoo: crops_preset must be 'weak' or 'official', got {r.crops_preset!r}")
+    crops = dataclasses.replace(base, **r.crops)
+    dino = DinoConfig(**{**r.train, **train_overrides, "crops": crops})
+    return TrainSpec(r.data, _data_config(r), r.n_train, dino)
+
+
+def _canonical(spec: TrainSpec) -> TrainSpec:
+    """The spec with run-control fields at fixed values (they do not change results)."""
+    dino = dataclasses.replace(spec.dino, num_workers=0, checkpoint_every=0, stop_at_step=None,
+                               progress=True, device="auto")
+    return dataclasses.replace(spec, dino=dino)
+
+
+class _FolderImages:
+    """Images of an :class:`~dinosal.data.readers.AnnotatedSet` as uint8 arrays."""
+
+    def __init__(self, annotated) -> None:
+        self.annotated = annotated
+
+    def __len__(self) -> int:
+        return len(self.annotated)
+
+    def __getitem__(self, i):
+        return self.annotated.image(i)
+
+
+def training_set(spec: TrainSpec):
+    """The training images of a spec (a sequence whose items carry an image)."""
+    from .data.synthetic import DrivingScenes, ObjectWorld
+
+    if spec.data == "world":
+        return ObjectWorld(spec.data_config)
+    if spec.data == "driving":
+        return DrivingScenes(spec.data_config)
+    root = os.environ.get(DATA_ENV)
+    if not root:
+        raise RuntimeError(f"zoo: data 'image_folder' needs ${DATA_ENV} (the folder holding the datasets)")
+    from .data.readers import read_image_folder
+
+    return _FolderImages(read_image_folder(Path(root) / spec.data_config["folder"], recursive=True))
+
+
+def train_cached(spec: TrainSpec, rebuild: bool = False) -> Path:
+    """Train (or find) the DINO model of ``spec``; returns its cache directory
+    (``checkpoint.pth``, ``log.csv``, ``manifest.json``)."""
+    key_spec = _canonical(spec)
+    key = runs.config_key("dino", key_spec)
+
+    def build(tmp: Path) -> dict:
+        work = tmp.parent / f"{key}.work"
+        result = train_dino(spec.dino, training_set(spec), run_dir=work)
+        for f in (CHECKPOINT, LOG_CSV):
+            shutil.move(str(work / f), str(tmp / f))
+        shutil.rmtree(work, ignore_errors=True)
+        last = result.log[-1] if result.log else {}
+        return {"training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),
+                             "final": {k: last.get(k) for k in ("loss", "teacher_entropy", "kl")}}}
+
+    return runs.cached("dino", key_spec, build, rebuild=rebuild)
+
+
+def _net(r: DinoRecipe) -> dict:
+    t = DinoConfig(**{k: v for k, v in r.train.items()})
+    return dict(arch=t.arch, patch=t.patch, img_size=t.img_size, seed=t.seed)
+
+
+def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, ModelCard]:
+    """``(backbone in eval mode, ModelCard)`` of a zoo model (see module doc).
+
+    ``train_overrides`` change :class:`DinoConfig` fields of the recipe (e.g.
+    ``progress=False`` or ``num_workers=0``); fields that change results give
+    another cache entry.
+    """
+    if name == "random":
+        trained = [r for r in _table(profile).values() if r.data not in ("official",)]
+        if not trained:
+            raise KeyError(f"zoo: profile {profile!r} has no trained recipe to take the network from")
+        net = _net(trained[0])
+        with torch.random.fork_rng(devices=[]):
+            # the same seed as DinoTrainer: these are the weights DINO starts from
+            torch.manual_seed(net["seed"])
+            model = create_vit(net["arch"], patch=net["patch"], img_size=net["img_size"]).eval()
+        return model, ModelCard(name, profile, "random", net["arch"], net["patch"], net["img_size"],
+                                "nothing (random init)", 0, 0.0, None)
+    r = recipe(name, profile)
+    if r.data == "official":
+        return _official(name, profile, r)
+    spec = train_spec(r, **train_overrides)
+    path = train_cached(spec)
+    model, _ = load_dino_backbone(path / CHECKPOINT, which="teacher")
+    manifest = runs.read_manifest(path)
+    d = spec.dino
+    card = ModelCard(
+        name, profile, "dino", d.arch, d.patch, d.img_size, _describe(spec),
+        int(manifest.get("training", {}).get("steps", 0)),
+        float(manifest["timings"]["build_seconds"]), str(path),
+    )
+    return model.eval(), card
+
+
+def _describe(spec: TrainSpec) -> str:
+    if spec.data in ("world", "driving"):
+        c = spec.data_config
+        return f"{spec.data} ({spec.n_train} images, {c.size} px, camouflage {c.camouflage})"
+    return f"{spec.data} {spec.data_config}"
+
+
+def _official(name: str, profile: str, r: DinoRecipe):
+    local = official_weights_path()
+    if local is not None:
+        model, report = load_dino_backbone(local, which="teacher")
+        src = str(local)
+    else:
+        model = load_dino_timm(r.weights)
+        src = r.weights
+    p = int(model.patch_embed.patch_size[0])
+    img = int(model.patch_embed.img_size[0])
+    return model.eval(), ModelCard(name, profile, "official", f"width {model.embed_dim}", p, img,
+                                   "ImageNet (official DINO)", 0, 0.0, src)

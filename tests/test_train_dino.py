@@ -1,0 +1,209 @@
+"""The DINO loop: its pieces one by one, collapse monitor, resume, ablations."""
+
+import numpy as np
+import pytest
+import torch
+
+from dinosal.data.multicrop import MultiCropConfig
+from dinosal.models import load_dino_backbone
+from dinosal.train.dino import (
+    CHECKPOINT,
+    CollapseConfig,
+    CollapseMonitor,
+    DinoConfig,
+    DinoTrainer,
+    NonFiniteLossError,
+    StepSampler,
+    TeacherCollapseError,
+    cancel_last_layer_grads,
+    clip_gradients_per_tensor,
+    config_help,
+    ema_update,
+    param_groups,
+    train_dino,
+)
+
+
+def tiny_config(**kw) -> DinoConfig:
+    base = dict(
+        arch=(32, 2, 2), patch=8, img_size=16, out_dim=64, head_hidden=32, head_bottleneck=16,
+        batch_size=4, epochs=2, steps_per_epoch=2, warmup_epochs=1, lr=0.05, drop_path=0.0,
+        crops=MultiCropConfig.weak(global_size=16, local_size=8, n_local=2), progress=False,
+    )
+    base.update(kw)
+    return DinoConfig(**base)
+
+
+def tiny_data(n=16, size=24, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(n)]
+
+
+def test_param_groups_exclude_biases_and_norms_from_weight_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    frozen = torch.nn.Linear(3, 3)
+    frozen.weight.requires_grad_(False)
+    model.append(frozen)
+    g = param_groups(model)
+    assert [tuple(p.shape) for p in g[0]["params"]] == [(3, 4)]
+    assert sorted(tuple(p.shape) for p in g[1]["params"]) == [(3,), (3,), (3,), (3,)]
+    assert g[1]["weight_decay"] == 0.0
+
+
+def test_clipping_is_per_tensor_not_global():
+    a = torch.nn.Parameter(torch.zeros(2))
+    b = torch.nn.Parameter(torch.zeros(2))
+    a.grad = torch.tensor([6.0, 8.0])  # norm 10
+    b.grad = torch.tensor([0.6, 0.8])  # norm 1
+    model = torch.nn.Module()
+    model.a, model.b = a, b
+    norms = clip_gradients_per_tensor(model, 3.0)
+    assert norms == pytest.approx([10.0, 1.0])
+    assert a.grad.norm().item() == pytest.approx(3.0, rel=1e-5)
+    # a global-norm clip would have shrunk b too; per-tensor leaves it alone
+    torch.testing.assert_close(b.grad, torch.tensor([0.6, 0.8]))
+
+
+def test_last_layer_grads_cancelled_only_during_freeze():
+    from dinosal.models import DINOHead
+
+    head = DINOHead(8, 5, hidden_dim=8, bottleneck_dim=4, norm_last_layer=False)
+    head(torch.randn(3, 8)).sum().backward()
+    cancel_last_layer_grads(head, epoch=1, freeze_epochs=1)
+    assert head.last_layer.parametrizations.weight.original1.grad is not None
+    cancel_last_layer_grads(head, epoch=0, freeze_epochs=1)
+    assert head.last_layer.parametrizations.weight.original1.grad is None
+    assert head.last_layer.parametrizations.weight.original0.grad is None
+    assert head.mlp[0].weight.grad is not None
+
+
+def test_ema_update():
+    t, s = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        t.weight.fill_(1.0), s.weight.fill_(3.0), t.bias.fill_(0.0), s.bias.fill_(10.0)
+    ema_update(t, s, 0.9)
+    torch.testing.assert_close(t.weight, torch.full((1, 2), 1.2))
+    torch.testing.assert_close(t.bias, torch.tensor([1.0]))
+    torch.testing.assert_close(s.weight, torch.full((1, 2), 3.0))  # student untouched
+
+
+def test_collapse_monitor_needs_patience_and_grace():
+    mon = CollapseMonitor(CollapseConfig(check_every=1, grace_steps=2, patience=3), out_dim=100)
+    logk = np.log(100)
+    assert mon.classify(logk, logk) == "uniform"
+    assert mon.classify(0.01, 0.01) == "one-hot"
+    assert mon.classify(0.5, 3.0) is None  # sharp per image, varied over images: healthy
+    events = [mon.update(s, logk, logk) for s in range(6)]
+    assert events[:4] == [None] * 4 and events[4].kind == "uniform" and events[4].step == 4
+    assert events[5] is None  # one event per streak
+    off = CollapseMonitor(CollapseConfig(action="off", grace_steps=0, check_every=1, patience=1), 100)
+    assert off.update(5, logk, logk) is None
+
+
+def test_forced_collapse_stops_the_run_or_is_recorded():
+    collapse = dict(check_every=1, grace_steps=0, patience=2)
+    # a huge teacher temperature makes every teacher output uniform
+    cfg = tiny_config(teacher_temp=1e4, warmup_teacher_temp=1e4, collapse=CollapseConfig(**collapse))
+    with pytest.raises(TeacherCollapseError, match="uniform") as err:
+        train_dino(cfg, tiny_data())
+    assert err.value.event.step == 1 and len(err.value.log) == 2
+    rec = cfg.replace(collapse=CollapseConfig(action="record", **collapse))
+    result = train_dino(rec, tiny_data())
+    assert result.steps == 4 and [e.kind for e in result.collapse_events] == ["uniform"]
+    assert [r["collapse"] for r in result.log] == ["", "uniform", "", ""]
+
+
+def test_non_finite_loss_raises():
+    trainer = DinoTrainer(tiny_config(), steps_per_epoch=2)
+    crops = [torch.full((4, 3, 16, 16), float("nan"))] * 2 + [torch.zeros(4, 3, 8, 8)] * 2
+    with pytest.raises(NonFiniteLossError, match="step 0"):
+        trainer.train_step(crops)
+
+
+def test_step_writes_schedules_and_logs():
+    trainer = DinoTrainer(tiny_config(), steps_per_epoch=2)
+    crops = [torch.randn(4, 3, 16, 16)] * 2 + [torch.randn(4, 3, 8, 8)] * 2
+    trainer.train_step(crops)
+    row = trainer.train_step(crops)
+    g0, g1 = trainer.optimizer.param_groups
+    assert g0["weight_decay"] == pytest.approx(trainer.schedules.wd[1]) and g1["weight_decay"] == 0.0
+    assert g0["lr"] == g1["lr"] == pytest.approx(trainer.schedules.lr[1])
+    for key in ("loss", "teacher_entropy", "kl", "lr", "wd", "momentum", "teacher_temp"):
+        assert np.isfinite(row[key])
+    assert row["momentum"] == pytest.approx(trainer.schedules.momentum[1])
+
+
+def _crops():
+    torch.manual_seed(5)
+    return [torch.randn(4, 3, 16, 16)] * 2 + [torch.randn(4, 3, 8, 8)] * 2
+
+
+def test_ablation_switches():
+    frozen = DinoTrainer(tiny_config(teacher_update="frozen", centering=False), 2)
+    before = {k: v.clone() for k, v in frozen.teacher.state_dict().items()}
+    frozen.train_step(_crops())
+    assert all(torch.equal(before[k], v) for k, v in frozen.teacher.state_dict().items())
+    assert torch.count_nonzero(frozen.loss_fn.center) == 0
+
+    copy = DinoTrainer(tiny_config(teacher_update="copy"), 2)
+    copy.train_step(_crops())
+    for (n, pt), (_, ps) in zip(copy.teacher.named_parameters(), copy.student.named_parameters()):
+        assert torch.equal(pt, ps), n
+
+    flat = DinoTrainer(tiny_config(sharpening=False), 2)
+    assert flat.train_step(_crops())["teacher_temp"] == pytest.approx(0.1)
+
+    single = tiny_config(multicrop=False)
+    assert single.n_crops == 2 and DinoTrainer(single, 2).loss_fn.n_crops == 2
+
+
+def test_step_sampler_shards_the_global_batch():
+    one = list(StepSampler(10, batch=4, world=1, rank=0, seed=3, start_step=0, end_step=3))
+    r0 = list(StepSampler(10, batch=2, world=2, rank=0, seed=3, start_step=0, end_step=3))
+    r1 = list(StepSampler(10, batch=2, world=2, rank=1, seed=3, start_step=0, end_step=3))
+    for step in range(3):
+        assert one[4 * step: 4 * step + 4] == r0[2 * step: 2 * step + 2] + r1[2 * step: 2 * step + 2]
+    # one pass = a permutation of the data
+    assert sorted(i for i, _ in one[:10]) == list(range(10))
+    later = list(StepSampler(10, batch=4, world=1, rank=0, seed=3, start_step=2, end_step=3))
+    assert later == one[8:12]
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    cfg = tiny_config(drop_path=0.2, checkpoint_every=1)  # drop path: the RNG state must be restored too
+    straight = train_dino(cfg, tiny_data(), run_dir=tmp_path / "a")
+    assert straight.steps == 4 and straight.stopped == "done"
+
+    first = train_dino(cfg.replace(stop_at_step=2), tiny_data(), run_dir=tmp_path / "b")
+    assert first.stopped == "stop_at_step" and first.steps == 2
+    resumed = train_dino(cfg, tiny_data(), run_dir=tmp_path / "b")
+    assert resumed.steps == 4 and [r["step"] for r in resumed.log] == [0, 1, 2, 3]
+    for a, b in zip(straight.log, resumed.log):
+        for key in ("loss", "teacher_entropy", "lr", "wd", "momentum", "teacher_temp"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    for (n, pa), (_, pb) in zip(straight.teacher.named_parameters(), resumed.teacher.named_parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=n)
+    torch.testing.assert_close(straight.center, resumed.center, rtol=1e-5, atol=1e-7)
+    assert (tmp_path / "b" / "log.csv").read_text().count("\n") == 5
+
+
+def test_checkpoint_is_an_official_layout(tmp_path):
+    cfg = tiny_config(epochs=1)
+    result = train_dino(cfg, tiny_data(), run_dir=tmp_path)
+    model, report = load_dino_backbone(tmp_path / CHECKPOINT, which="teacher")
+    assert report.layout == "training:teacher"
+    x = torch.randn(1, 3, 16, 24)
+    torch.testing.assert_close(model.eval()(x), result.teacher.backbone.eval()(x))
+
+
+def test_resume_rejects_another_config(tmp_path):
+    train_dino(tiny_config(epochs=1), tiny_data(), run_dir=tmp_path)
+    with pytest.raises(ValueError, match="another configuration"):
+        train_dino(tiny_config(epochs=1, lr=0.1), tiny_data(), run_dir=tmp_path)
+
+
+def test_config_validation_and_help():
+    with pytest.raises(ValueError, match="teacher_update"):
+        tiny_config(teacher_update="sgd")
+    text = config_help()
+    assert "clip_grad" in text and "EACH parameter tensor" in text
