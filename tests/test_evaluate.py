@@ -1,0 +1,110 @@
+"""k-NN vote on a hand-made case; CLS features and localisation scores on a tiny ViT."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dinosal.data.synthetic import ObjectWorld, WorldConfig, object_mask
+from dinosal.evaluate import cls_features, knn_accuracy, knn_predict, localisation_scores
+from dinosal.features import LastBlockTap
+from dinosal.metrics import mass_share
+from dinosal.models import create_vit
+from dinosal.saliency.attention import upsample
+
+
+def _unit(deg):
+    r = np.deg2rad(deg)
+    return np.array([np.cos(r), np.sin(r)])
+
+
+# test point at 0 deg; neighbours: class 0 at 0 deg (cos 1), two of class 1 at
+# +-36.87 deg (cos 0.8), one of class 2 far away (cos -1).
+TRAIN = np.stack([_unit(0), _unit(36.87), _unit(-36.87), _unit(180)])
+LABELS = np.array([0, 1, 1, 2])
+TEST = _unit(0)[None]
+
+
+def test_knn_weights_decide_against_the_majority_at_low_temperature():
+    # T = 0.07: exp(1/0.07) = 1.6e6 beats 2 * exp(0.8/0.07) = 1.8e5 -> class 0
+    assert knn_predict(TRAIN, LABELS, TEST, k=3, T=0.07).tolist() == [0]
+    # T = 1: e^1 = 2.72 loses to 2 e^0.8 = 4.45 -> class 1 (majority)
+    assert knn_predict(TRAIN, LABELS, TEST, k=3, T=1.0).tolist() == [1]
+    # k = 1: the nearest only
+    assert knn_predict(TRAIN, LABELS, TEST, k=1, T=1.0).tolist() == [0]
+
+
+def test_knn_normalises_rows_and_scores_accuracy():
+    scaled = TRAIN * np.array([[3.0], [0.5], [0.5], [2.0]])  # lengths must not matter
+    test = np.stack([_unit(0), _unit(175), _unit(40)]) * 7.0
+    pred = knn_predict(torch.tensor(scaled), LABELS, test, k=1)
+    assert pred.tolist() == [0, 2, 1]
+    assert knn_accuracy(scaled, LABELS, test, np.array([0, 2, 0]), k=1) == pytest.approx(2 / 3)
+
+
+def test_knn_tie_goes_to_lowest_class_and_bad_input_is_named():
+    train = np.stack([_unit(10), _unit(-10)])
+    assert knn_predict(train, np.array([3, 1]), TEST, k=2, num_classes=4).tolist() == [1]
+    with pytest.raises(ValueError, match="k must be"):
+        knn_predict(TRAIN, LABELS, TEST, k=5)
+    with pytest.raises(ValueError, match="train_labels"):
+        knn_predict(TRAIN, LABELS[:3], TEST, k=2)
+    with pytest.raises(ValueError, match="share D"):
+        knn_predict(TRAIN, LABELS, np.ones((1, 3)), k=2)
+
+
+@pytest.fixture(scope="module")
+def vit():
+    torch.manual_seed(0)
+    return create_vit((32, 2, 2), patch=8, img_size=32)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    gen = ObjectWorld(WorldConfig(size=32, seed=3, length=20))
+    return [s for s in (gen[i] for i in range(len(gen))) if len(s.boxes)][:5]
+
+
+def test_cls_features_are_unit_rows_and_input_kinds_agree(vit, samples):
+    vit.train()
+    f = cls_features(vit, samples, batch=2)
+    assert f.shape == (len(samples), 32)
+    assert torch.allclose(f.norm(dim=1), torch.ones(len(samples)), atol=1e-5)
+    assert vit.training  # mode restored
+    g = cls_features(vit, [s.image for s in samples], batch=64)
+    assert torch.allclose(f, g, atol=1e-5)
+    vit.eval()
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(vit(torch.as_tensor(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float()
+                                                .div(255).sub(torch.tensor([0.485, 0.456, 0.406])[:, None, None])
+                                                .div(torch.tensor([0.229, 0.224, 0.225])[:, None, None])), dim=-1)
+    assert torch.allclose(f, ref, atol=1e-5)
+    with pytest.raises(TypeError, match=r"images\[0\]"):
+        cls_features(vit, [np.zeros((8, 8, 3), np.float32)])
+
+
+def test_localisation_scores_match_the_metrics_image_by_image(vit, samples):
+    s = localisation_scores(vit, samples, k=5, batch=2)
+    assert s.n == len(samples)
+    assert 0.0 <= s.corloc <= 1.0 and 0.0 <= s.pointing <= 1.0
+    ratios, head_ratios = [], []
+    with LastBlockTap(vit) as tap:
+        for smp in samples:
+            f = tap(smp.image)
+            mask = {"o": object_mask(smp)}
+            mean = upsample(f.attn[0].mean(0).reshape(f.grid).numpy(), 8)[:32, :32]
+            ratios.append(mass_share(mean, mask)["o"].ratio)
+            head_ratios.append([mass_share(upsample(a.reshape(f.grid).numpy(), 8), mask)["o"].ratio for a in f.attn[0]])
+    per_head = np.mean(head_ratios, axis=0)
+    assert s.attn_ratio == pytest.approx(float(np.mean(ratios)), rel=1e-5)
+    assert s.attn_ratio_best_head == pytest.approx(float(per_head.max()), rel=1e-5)
+    assert s.best_head == int(per_head.argmax())
+    assert s.object_area == pytest.approx(float(np.mean([object_mask(x).mean() for x in samples])))
+
+
+def test_localisation_scores_reject_images_without_objects(vit, samples):
+    empty = dataclasses.replace(samples[0], boxes=np.zeros((0, 4), np.float32), labels=np.zeros(0, np.int64),
+                                masks=np.zeros((0, 32, 32), bool))
+    with pytest.raises(ValueError, match=r"samples\[1\] has no object"):
+        localisation_scores(vit, [samples[0], empty])
