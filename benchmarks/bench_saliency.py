@@ -94,7 +94,10 @@ def main() -> None:
         libs = ", ".join(f"{i['internal_api']}={i['num_threads']}" for i in threadpool_info())
         print(f"python {platform.python_version()}, torch {torch.__version__}, torch threads "
               f"{torch.get_num_threads()}, BLAS/OpenMP pools: {libs}")
-        print(f"cpu count {os.cpu_count()}, load average {os.getloadavg()}")
+        load = os.getloadavg()
+        print(f"cpu count {os.cpu_count()}, load average {load}")
+        if load[0] > 0.5 * (os.cpu_count() or 1):
+            print("WARNING: other jobs are running; timings (not the agreement checks) are unreliable")
         rows = []
         for side in (14, 28, 60):
             n, p = side * side, args.patch

@@ -62,9 +62,13 @@ def to_batch(images, mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
     if torch.is_tensor(images):
         t = images if images.ndim == 4 else images[None]
         if t.ndim != 4 or t.shape[1] != 3 or not t.is_floating_point():
-            raise ValueError(f"images tensor must be float (B, 3, H, W), got {tuple(images.shape)} {images.dtype}")
+            raise ValueError(
+                f"images tensor must be float (B, 3, H, W), got {tuple(images.shape)} {images.dtype}")
         return t
-    arr = np.asarray(images) if not isinstance(images, (list, tuple)) else np.stack([np.asarray(i) for i in images])
+    if isinstance(images, (list, tuple)):
+        arr = np.stack([np.asarray(i) for i in images])
+    else:
+        arr = np.asarray(images)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
@@ -202,7 +206,8 @@ class LastBlockTap:
         self.model, self.mode, self.keep_cls = model, mode, keep_cls
         self.patch = patch_size_of(model)
         self.num_prefix = int(getattr(model, "num_prefix_tokens", 1))
-        self.has_cls_token = bool(getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None))
+        has_cls = getattr(model, "cls_token", None) is not None
+        self.has_cls_token = bool(getattr(model, "has_class_token", has_cls))
         block = model.blocks[-1]
         self._attn_module = block.attn
         self._store: dict[str, torch.Tensor] = {}

@@ -58,7 +58,8 @@ def overlay(ax, image: np.ndarray, grid_map: Optional[np.ndarray], patch: int, n
     """Draw ``image`` and, on top, a (rows, cols) map with cells of ``patch`` px.
 
     A masked array's masked cells are left transparent (the composite is
-    drawn this way: only the LOST mask is coloured). Returns the map's ``AxesImage`` (None without a map) for a colorbar.
+    drawn this way: only the LOST mask is coloured). Returns the map's
+    ``AxesImage`` (None without a map) for a colorbar.
     """
     img = np.asarray(image)
     h, w = img.shape[:2]

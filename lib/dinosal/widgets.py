@@ -32,7 +32,8 @@ from .viz import GT_COLOR, PRED_COLOR, draw_boxes, overlay
 
 __all__ = ["METHODS", "ExplorerState", "ExplorerView", "SaliencyExplorer"]
 
-METHODS = ("attention head", "attention mean", "LOST degree", "LOST correlation", "LOST composite", "TokenCut")
+METHODS = ("attention head", "attention mean", "LOST degree", "LOST correlation", "LOST composite",
+           "TokenCut")
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,13 @@ class SaliencyExplorer:
         """
         unknown = set(values) - set(ExplorerState.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown controls {sorted(unknown)}; valid: {list(ExplorerState.__dataclass_fields__)}")
+            valid = list(ExplorerState.__dataclass_fields__)
+            raise ValueError(f"unknown controls {sorted(unknown)}; valid: {valid}")
         state = self._check(replace(self.state, **values))
         m, box, mask, state = self.compute(state)
         self.state = state
-        self.last = ExplorerView(state=state, map=m, box=box, mask=mask, figure=self._draw(state, m, box, mask))
+        fig = self._draw(state, m, box, mask)
+        self.last = ExplorerView(state=state, map=m, box=box, mask=mask, figure=fig)
         return self.last
 
     def _draw(self, s: ExplorerState, m, box, mask) -> Figure:
@@ -184,7 +187,7 @@ class SaliencyExplorer:
         from IPython.display import display
 
         s = self.state
-        n_max = max(int(np.ceil(im.shape[0] / self.patch) * np.ceil(im.shape[1] / self.patch)) for im in self.images)
+        n_max = max(-(-im.shape[0] // self.patch) * -(-im.shape[1] // self.patch) for im in self.images)
         heads = max(getattr(m.blocks[-1].attn, "num_heads", 1) for m in self.models.values())
         self.controls = {
             "image": W.IntSlider(value=s.image, min=0, max=len(self.images) - 1, description="image"),

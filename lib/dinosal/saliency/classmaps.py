@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -71,7 +71,8 @@ def find_vit(model: torch.nn.Module) -> torch.nn.Module:
     for m in model.modules():
         if hasattr(m, "blocks") and hasattr(m, "patch_embed"):
             return m
-    raise ValueError(f"no VisionTransformer (module with blocks and patch_embed) inside {type(model).__name__}")
+    raise ValueError(
+        f"no VisionTransformer (module with blocks and patch_embed) inside {type(model).__name__}")
 
 
 def _classes(class_index, batch: int) -> tuple[int, ...]:

@@ -37,7 +37,8 @@ is an eigenvector of the symmetric ``L_sym = I - D^-1/2 W D^-1/2``):
   steps on DINO-like features), a fixed start vector (deterministic),
   converged to machine precision (``tol=0``); falls back to ``"dense"`` with
   a warning if ARPACK does not converge;
-* ``"auto"``: ``"dense"`` for ``N <= 256``, otherwise ``"lanczos"``.
+* ``"auto"``: ``"dense"`` for ``N <= 100`` (tiny problems, where ARPACK
+  restarts cost more than a dense solve), otherwise ``"lanczos"``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from .grid import check_features, check_grid, check_image_size, mask_box, seed_c
 __all__ = ["TokenCutResult", "tokencut", "cosine_graph", "fiedler_vector", "SOLVERS", "AUTO_DENSE_MAX_N"]
 
 SOLVERS = ("auto", "generalized", "dense", "lanczos")
-AUTO_DENSE_MAX_N = 256
+AUTO_DENSE_MAX_N = 100
 SEED_RTOL = 1e-6
 
 
