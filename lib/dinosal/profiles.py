@@ -107,3 +107,61 @@ DINO_RECIPES: dict[str, dict[str, DinoRecipe]] = {
 """Profile -> model name -> recipe. ``"random"`` (the same network at random
 init) is implied for every profile; its network is that of the profile's
 first trained recipe."""
+
+
+# --------------------------------------------------------------------------
+# Chapter "theory": DINO's ablations (centering, sharpening, teacher update,
+# multi-crop), each trained once through the run cache.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TheoryParams:
+    """Chapter ``theory``: the network, data and schedule of the ablation runs.
+
+    Every variant trains ``steps`` DINO steps (``epochs`` step-based epochs)
+    on ObjectWorld images of ``image_size`` px, or on the images under
+    ``data_root/data_folder`` when ``data_root`` is given (paper profile).
+    ``lr`` is the base rate at batch 256 (scaled by ``batch_size / 256``).
+    Evaluation: k-NN on ``n_knn`` + ``n_knn`` SingleVehicles images (train /
+    test) and localisation on ``n_eval`` held-out ObjectWorld images.
+    """
+
+    profile: str
+    seed: int = 0
+    steps: int = 200                 # DINO steps per variant
+    epochs: int = 4                  # step-based epochs (lr warmup, last-layer freeze: 1 epoch)
+    image_size: int = 48             # global crop side = image side, px
+    arch: tuple = (96, 4, 3)         # ViT (width, depth, heads) or "small"
+    patch: int = 8
+    out_dim: int = 512               # K, the head's output units
+    head_hidden: int = 512
+    head_bottleneck: int = 128
+    batch_size: int = 32
+    n_local: int = 4                 # local crops per image
+    local_size: int = 24             # local crop side, px
+    crops_preset: str = "weak"       # "weak" colour augmentation for small runs, "official" for the paper
+    lr: float = 4e-3                 # base lr at batch 256
+    momentum_teacher: float = 0.99   # EMA start, cosine to 1
+    n_train: int = 20_000            # ObjectWorld images in the training set
+    n_knn: int = 500                 # SingleVehicles images per k-NN set (train and test)
+    knn_k: int = 20
+    n_eval: int = 200                # held-out ObjectWorld images for localisation
+    num_workers: int = 1             # data-loader workers (results do not depend on it)
+    data_root: Optional[str] = None  # paper: folder holding data_folder (real training images)
+    data_folder: str = "imagenet/train"
+
+
+register_chapter(
+    "theory",
+    TheoryParams,
+    {
+        "smoke": dict(steps=4, epochs=2, image_size=32, arch=(32, 2, 2), out_dim=64, head_hidden=64,
+                      head_bottleneck=32, batch_size=8, n_local=2, local_size=16, n_train=64, n_knn=24, knn_k=5, n_eval=6,
+                      num_workers=0),
+        "cpu": dict(),
+        "paper": dict(steps=2000, epochs=10, image_size=224, arch="small", patch=16, out_dim=65536,
+                      head_hidden=2048, head_bottleneck=256, batch_size=64, n_local=8, local_size=96, crops_preset="official", lr=5e-4,
+                      momentum_teacher=0.996, n_train=100_000, n_knn=2000, n_eval=500, num_workers=14),
+    },
+)

@@ -115,7 +115,7 @@ def train_spec(r: DinoRecipe, **train_overrides) -> TrainSpec:
 
 def _canonical(spec: TrainSpec) -> TrainSpec:
     """The spec with run-control fields at fixed values (they do not change results)."""
-    dino = dataclasses.replace(spec.dino, num_workers=0, checkpoint_every=0, stop_at_step=None,
+    dino = dataclasses.replace(spec.dino, num_workers=0, threads=None, checkpoint_every=0, stop_at_step=None,
                                progress=True, device="auto")
     return dataclasses.replace(spec, dino=dino)
 
