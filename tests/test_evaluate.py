@@ -75,11 +75,12 @@ def test_cls_features_are_unit_rows_and_input_kinds_agree(vit, samples):
     g = cls_features(vit, [s.image for s in samples], batch=64)
     assert torch.allclose(f, g, atol=1e-5)
     vit.eval()
+    x = torch.as_tensor(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     with torch.no_grad():
-        ref = torch.nn.functional.normalize(vit(torch.as_tensor(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float()
-                                                .div(255).sub(torch.tensor([0.485, 0.456, 0.406])[:, None, None])
-                                                .div(torch.tensor([0.229, 0.224, 0.225])[:, None, None])), dim=-1)
+        ref = torch.nn.functional.normalize(vit(x), dim=-1)
     assert torch.allclose(f, ref, atol=1e-5)
+    assert torch.allclose(cls_features(vit, x, batch=3), ref, atol=1e-5)  # a normalised tensor is taken as is
     with pytest.raises(TypeError, match=r"images\[0\]"):
         cls_features(vit, [np.zeros((8, 8, 3), np.float32)])
 

@@ -105,7 +105,8 @@ def knn_predict(train_feats, train_labels, test_feats, k: int = 20, T: float = 0
     a = torch.as_tensor(train_feats).float()
     b = torch.as_tensor(test_feats).float()
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"train_feats (n, D) and test_feats (m, D) must share D, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"train_feats (n, D) and test_feats (m, D) must share D, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
     y = _labels(train_labels, len(a), "train_labels")
     if not 1 <= k <= len(a):
         raise ValueError(f"k must be in [1, n_train] = [1, {len(a)}], got {k}")

@@ -148,6 +148,7 @@ class TheoryParams:
     knn_k: int = 20
     n_eval: int = 200                # held-out ObjectWorld images for localisation
     num_workers: int = 1             # data-loader workers (results do not depend on it)
+    threads: Optional[int] = 1       # torch threads (None: torch's default); 1 leaves a core to the loader
     data_root: Optional[str] = None  # paper: folder holding data_folder (real training images)
     data_folder: str = "imagenet/train"
 
@@ -157,11 +158,56 @@ register_chapter(
     TheoryParams,
     {
         "smoke": dict(steps=4, epochs=2, image_size=32, arch=(32, 2, 2), out_dim=64, head_hidden=64,
-                      head_bottleneck=32, batch_size=8, n_local=2, local_size=16, n_train=64, n_knn=24, knn_k=5, n_eval=6,
-                      num_workers=0),
+                      head_bottleneck=32, batch_size=8, n_local=2, local_size=16, n_train=64, n_knn=24,
+                      knn_k=5, n_eval=6, num_workers=0),
         "cpu": dict(),
         "paper": dict(steps=2000, epochs=10, image_size=224, arch="small", patch=16, out_dim=65536,
-                      head_hidden=2048, head_bottleneck=256, batch_size=64, n_local=8, local_size=96, crops_preset="official", lr=5e-4,
-                      momentum_teacher=0.996, n_train=100_000, n_knn=2000, n_eval=500, num_workers=14),
+                      head_hidden=2048, head_bottleneck=256, batch_size=64, n_local=8, local_size=96,
+                      crops_preset="official", lr=5e-4, momentum_teacher=0.996, n_train=100_000, n_knn=2000,
+                      n_eval=500, num_workers=14, threads=None),
+    },
+)
+
+
+# --------------------------------------------------------------------------
+# Chapter "saliency": attention, LOST and TokenCut for every zoo model,
+# scored on held-out images.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SaliencyParams:
+    """Chapter ``saliency``: which images, which methods' settings.
+
+    Held-out images are drawn with dataset seed ``seed`` (it must differ from
+    the seeds the zoo's DINO models were trained with) at ``image_size`` px;
+    in the paper profile they are BDD100K validation frames from
+    ``data_root`` resized to a short side of ``image_size``. ``models``
+    restricts the zoo names (None: every model of the profile).
+    """
+
+    profile: str
+    seed: int = 1000                 # dataset seed of the held-out images
+    n_eval: int = 200                # held-out images with objects, per set, for the metric tables
+    n_show: int = 3                  # driving scenes drawn in the paper-style figures (world: n_show - 1)
+    image_size: int = 96             # px, square synthetic images (paper: short side of BDD100K frames)
+    k: int = 100                     # LOST: lowest-degree patches (clamped to the number of patches)
+    tau: float = 0.2                 # TokenCut: graph threshold
+    n_tau: int = 60                  # images per set in the tau sweep
+    timing_side: int = 28            # TokenCut solver timing on a side x side grid (N = side**2)
+    n_explorer: int = 6              # images offered by the explorer
+    models: Optional[list] = None    # zoo names to show (None: zoo.names(profile))
+    data_root: Optional[str] = None  # paper: folder holding bdd_labels and bdd_images
+    bdd_labels: str = "bdd100k/labels/det_20/det_val.json"
+    bdd_images: str = "bdd100k/images/100k/val"
+
+
+register_chapter(
+    "saliency",
+    SaliencyParams,
+    {
+        "smoke": dict(n_eval=6, n_show=2, image_size=48, k=10, n_tau=4, timing_side=10, n_explorer=2),
+        "cpu": dict(),
+        "paper": dict(n_eval=500, image_size=480, n_tau=100, timing_side=60),
     },
 )
