@@ -207,3 +207,16 @@ def test_config_validation_and_help():
         tiny_config(teacher_update="sgd")
     text = config_help()
     assert "clip_grad" in text and "EACH parameter tensor" in text
+
+
+def test_command_line_trains_a_recipe_and_resumes(tmp_path, capsys):
+    from dinosal.train.dino import main
+
+    assert main(["--help-config"]) == 0
+    assert "teacher_update" in capsys.readouterr().out
+    args = ["--recipe", "smoke:dino_world", "--run-dir", str(tmp_path), "--set", "progress=False", "stop_at_step=2"]
+    assert main(args) == 0
+    assert "stop_at_step after 2/4 steps" in capsys.readouterr().out
+    assert main(args[:-1]) == 0  # resumes at step 2
+    assert "done after 4/4 steps" in capsys.readouterr().out
+    assert (tmp_path / CHECKPOINT).is_file()

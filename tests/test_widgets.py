@@ -87,6 +87,10 @@ def test_widget_controls_trigger_the_callback(setup):
     ex.controls["image"].value = 1
     assert ex.last.map.shape == (4, 6)
     assert len(w.children) == 3
+    assert ex.picture.value[:8] == b"\x89PNG\r\n\x1a\n"  # the figure, as PNG bytes
+    before = ex.picture.value
+    ex.controls["method"].value = "LOST degree" if "LOST degree" in METHODS else METHODS[0]
+    assert ex.picture.value != before
 
 
 def test_resize_mode_explorer(setup):

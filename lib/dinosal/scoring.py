@@ -288,6 +288,6 @@ def resize_short_side(image: np.ndarray, boxes, side: int, patch: int) -> tuple[
     scale = side / min(h, w)
     new_h = max(patch, round(h * scale / patch) * patch)
     new_w = max(patch, round(w * scale / patch) * patch)
-    out = np.asarray(Image.fromarray(img).resize((new_w, new_h), Image.BICUBIC))
+    out = np.array(Image.fromarray(img).resize((new_w, new_h), Image.BICUBIC))  # a writable copy
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * np.array([new_w / w, new_h / h, new_w / w, new_h / h])
     return out, b

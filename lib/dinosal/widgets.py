@@ -30,7 +30,7 @@ from .saliency.lost import lost
 from .saliency.tokencut import tokencut
 from .viz import GT_COLOR, PRED_COLOR, draw_boxes, overlay
 
-__all__ = ["METHODS", "ExplorerState", "ExplorerView", "SaliencyExplorer"]
+__all__ = ["figure_png", "METHODS", "ExplorerState", "ExplorerView", "SaliencyExplorer"]
 
 METHODS = ("attention head", "attention mean", "LOST degree", "LOST correlation", "LOST composite",
            "TokenCut")
@@ -64,6 +64,15 @@ class ExplorerView:
     box: Optional[np.ndarray]
     mask: np.ndarray
     figure: Figure
+
+
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    """The PNG bytes of a matplotlib figure (for an ``ipywidgets.Image``)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 class SaliencyExplorer:
@@ -197,22 +206,30 @@ class SaliencyExplorer:
             "k": W.IntSlider(value=min(s.k, n_max), min=1, max=n_max, description="k (LOST)"),
             "tau": W.FloatSlider(value=s.tau, min=0.0, max=0.9, step=0.01, description="tau (TokenCut)"),
         }
-        out = W.Output()
+        # The picture is an Image widget fed with PNG bytes, not an Output
+        # widget: capturing display output inside an Output widget while a
+        # notebook is executed headless (nbclient, papermill, jupyter-book)
+        # intermittently deadlocks (jupyter/nbclient#312), and an Image
+        # widget's value is saved in the widget state, so the rendered book
+        # shows it with no kernel.
+        picture = W.Image(format="png")
+        message = W.Label()
 
         def refresh(_=None):
             values = {name: c.value for name, c in self.controls.items()}
-            with out:
-                out.clear_output(wait=True)
-                try:
-                    display(self.update(**values).figure)
-                except ValueError as err:
-                    print(f"cannot draw: {err}")
+            try:
+                picture.value = figure_png(self.update(**values).figure)
+                message.value = ""
+            except ValueError as err:
+                message.value = f"cannot draw: {err}"
 
         for c in self.controls.values():
             c.observe(refresh, names="value")
         refresh()
+        self.picture = picture
         return W.VBox([W.HBox([self.controls["image"], self.controls["model"], self.controls["method"]]),
-                       W.HBox([self.controls["head"], self.controls["k"], self.controls["tau"]]), out])
+                       W.HBox([self.controls["head"], self.controls["k"], self.controls["tau"]]),
+                       W.VBox([message, picture])])
 
     def _ipython_display_(self):
         from IPython.display import display
