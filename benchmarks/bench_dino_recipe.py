@@ -32,98 +32,27 @@ import os
 import time
 
 import numpy as np
-import torch
 
 from dinosal import runs, zoo
-from dinosal.data.synthetic import DrivingConfig, DrivingScenes, ObjectWorld, WorldConfig, object_mask
-from dinosal.features import LastBlockTap, to_batch
-from dinosal.metrics import box_hits, mass_share, pointing_game
-from dinosal.saliency.attention import cls_attention, upsample
-from dinosal.saliency.lost import lost
-
-EVAL_SEED_OFFSET = 1000
+from dinosal.data.synthetic import object_mask
+from dinosal.evaluate import baseline_corlocs, localisation_scores, recipe_bar
 
 
 def eval_samples(spec, n: int, size: int | None = None):
     """``n`` held-out samples with at least one object (seed + 1000)."""
-    cfg = spec.data_config
-    cfg = dataclasses.replace(cfg, seed=cfg.seed + EVAL_SEED_OFFSET, length=10 * n + 100,
-                              size=size or cfg.size)
-    gen = ObjectWorld(cfg) if isinstance(cfg, WorldConfig) else DrivingScenes(cfg)
-    out = []
-    for i in range(len(gen)):
-        s = gen[i]
-        if len(s.boxes):
-            out.append(s)
-        if len(out) == n:
-            break
-    return out
-
-
-def _patch_pixels(images: torch.Tensor, patch: int) -> torch.Tensor:
-    """(B, N, 3*p*p) normalised pixels per patch (row-major grid)."""
-    b = images.shape[0]
-    cols = torch.nn.functional.unfold(images, kernel_size=patch, stride=patch)  # (B, 3pp, N)
-    return cols.transpose(1, 2).reshape(b, -1, 3 * patch * patch)
+    return zoo.held_out_samples(spec, n, size)
 
 
 def evaluate_model(model, samples, batch: int = 32, k: int = 100) -> dict:
-    """LOST CorLoc, attention/area ratios and pointing of one network."""
-    boxes, ratios_mean, ratios_heads, points = [], [], [], []
-    with LastBlockTap(model) as tap:
-        for lo in range(0, len(samples), batch):
-            chunk = samples[lo: lo + batch]
-            feats = tap(to_batch([s.image for s in chunk]))
-            keys = feats.patches("k")
-            rows, cols = feats.grid
-            p = feats.patch_size
-            h, w = feats.image_size
-            for j, s in enumerate(chunk):
-                res = lost(keys[j], feats.grid, p, (h, w), k=min(k, rows * cols))
-                boxes.append(res.box)
-                maps = cls_attention(feats.attn[j], feats.grid)
-                mask = object_mask(s)
-                heads = upsample(maps.heads, p)[:, :h, :w]
-                mean = upsample(maps.mean, p)[:h, :w]
-                ratios_mean.append(mass_share(mean, {"o": mask})["o"].ratio)
-                ratios_heads.append([mass_share(hm, {"o": mask})["o"].ratio for hm in heads])
-                points.append(pointing_game(mean, mask))
-    hits = box_hits(np.stack(boxes), [s.boxes for s in samples])
-    per_head = np.nanmean(np.asarray(ratios_heads), axis=0)
-    return {
-        "corloc": float(hits.mean()),
-        "attn_ratio": float(np.nanmean(ratios_mean)),
-        "attn_ratio_best_head": float(per_head.max()),
-        "pointing": float(np.mean(points)),
-    }
+    """LOST CorLoc, attention/area ratios and pointing of one network
+    (:func:`dinosal.evaluate.localisation_scores`, the scorer the book uses)."""
+    return dataclasses.asdict(localisation_scores(model, samples, k=k, batch=batch))
 
 
-def evaluate_pixels(samples, patch: int, centred: bool, k: int = 100) -> dict:
-    """LOST on each patch's normalised pixels (optionally minus the image mean)."""
-    boxes = []
-    for s in samples:
-        x = to_batch(s.image)
-        h, w = s.image.shape[:2]
-        pad = torch.nn.functional.pad(x, (0, -w % patch, 0, -h % patch))
-        f = _patch_pixels(pad, patch)[0]
-        if centred:
-            f = f - f.mean(0, keepdim=True)
-        grid = (pad.shape[-2] // patch, pad.shape[-1] // patch)
-        boxes.append(lost(f, grid, patch, (h, w), k=min(k, grid[0] * grid[1])).box)
-    return {"corloc": float(box_hits(np.stack(boxes), [s.boxes for s in samples]).mean())}
-
-
-def evaluate_centre_box(samples, fractions=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9)) -> dict:
-    """Best CorLoc of a centred box covering ``f`` of each side, over ``fractions``."""
-    best = (-1.0, None)
-    for f in fractions:
-        boxes = []
-        for s in samples:
-            h, w = s.image.shape[:2]
-            boxes.append([w * (1 - f) / 2, h * (1 - f) / 2, w * (1 + f) / 2, h * (1 + f) / 2])
-        c = float(box_hits(np.asarray(boxes, np.float32), [s.boxes for s in samples]).mean())
-        best = max(best, (c, f))
-    return {"corloc": best[0], "fraction": best[1]}
+def _baselines(samples, patch: int) -> dict:
+    b = baseline_corlocs(samples, patch)
+    return {"pixels_centred": {"corloc": b["pixels_centred"]}, "pixels_raw": {"corloc": b["pixels_raw"]},
+            "centre_box": {"corloc": b["centre_box"], "fraction": b["centre_box_fraction"]}}
 
 
 def evaluate_domain(name: str, profile: str, n_eval: int, eval_size: int | None, **overrides) -> dict:
@@ -140,28 +69,18 @@ def evaluate_domain(name: str, profile: str, n_eval: int, eval_size: int | None,
         "object_area": area,
         "dino": evaluate_model(model, samples),
         "random": evaluate_model(random_model, samples),
-        "pixels_centred": evaluate_pixels(samples, p, centred=True),
-        "pixels_raw": evaluate_pixels(samples, p, centred=False),
-        "centre_box": evaluate_centre_box(samples),
+        **_baselines(samples, p),
     }
 
 
 def check_bar(world: dict | None, driving: dict | None) -> list[tuple[str, float, float, bool]]:
-    """(criterion, value, threshold, passed) rows of issue 4's bar."""
-    rows = []
-    if world:
-        d = world["dino"]["corloc"]
-        base = max(world["random"]["corloc"], world["pixels_centred"]["corloc"],
-                   world["pixels_raw"]["corloc"], world["centre_box"]["corloc"])
-        rows += [("world LOST CorLoc >= 0.5", d, 0.5, d >= 0.5),
-                 ("world CorLoc - best baseline >= 0.15", d - base, 0.15, d - base >= 0.15),
-                 ("world attention ratio >= 2", world["dino"]["attn_ratio"], 2.0, world["dino"]["attn_ratio"] >= 2)]
-    if driving:
-        d, r = driving["dino"]["corloc"], driving["random"]["corloc"]
-        rows += [("driving CorLoc / random-init >= 2", d / max(r, 1e-9), 2.0, d >= 2 * r and d > 0),
-                 ("driving attention ratio >= 1.5", driving["dino"]["attn_ratio"], 1.5,
-                  driving["dino"]["attn_ratio"] >= 1.5)]
-    return rows
+    """(criterion, value, threshold, passed) rows of issue 4's bar (:func:`dinosal.evaluate.recipe_bar`)."""
+    def flat(r):
+        if not r:
+            return None
+        return {"corloc": r["dino"]["corloc"], "attn_ratio": r["dino"]["attn_ratio"],
+                **{m: r[m]["corloc"] for m in ("random", "pixels_centred", "pixels_raw", "centre_box")}}
+    return recipe_bar(flat(world), flat(driving))
 
 
 def print_table(results: dict) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dinosal.data.synthetic import ObjectWorld, WorldConfig, object_mask
-from dinosal.evaluate import cls_features, knn_accuracy, knn_predict, localisation_scores
+from dinosal.evaluate import baseline_corlocs, cls_features, knn_accuracy, knn_predict, localisation_scores, recipe_bar
 from dinosal.features import LastBlockTap
 from dinosal.metrics import mass_share
 from dinosal.models import create_vit
@@ -109,3 +109,43 @@ def test_localisation_scores_reject_images_without_objects(vit, samples):
                                 masks=np.zeros((0, 32, 32), bool))
     with pytest.raises(ValueError, match=r"samples\[1\] has no object"):
         localisation_scores(vit, [samples[0], empty])
+
+
+def _square_sample(box):
+    """A 32x32 grey image with one saturated red square at ``box`` (xyxy px)."""
+    from dinosal.data.synthetic import Sample
+
+    img = np.full((32, 32, 3), 128, np.uint8)
+    x0, y0, x1, y1 = box
+    img[y0:y1, x0:x1] = (255, 0, 0)
+    mask = np.zeros((1, 32, 32), bool)
+    mask[0, y0:y1, x0:x1] = True
+    return Sample(image=img, boxes=np.array([box], np.float32), labels=np.array([0]), masks=mask,
+                  semantic=mask[0].astype(np.uint8) + 0, multi_hot=np.ones(1, np.float32), class_names=("red",),
+                  semantic_names=("ground", "red"))
+
+
+def test_baseline_corlocs_find_a_contrasted_square_and_score_the_centre_box():
+    centred = [_square_sample((16, 16, 32, 32)), _square_sample((0, 0, 16, 16))]
+    b = baseline_corlocs(centred, patch=8, k=4)
+    # centred pixels: the square's 4 patches are the only ones against the mean -> exact box
+    assert b["pixels_centred"] == 1.0
+    # a centred box of side 0.5 covers (8, 8, 24, 24): IoU 1/7 with either square
+    assert b["centre_box"] == 0.0
+    middle = [_square_sample((8, 8, 24, 24))]
+    m = baseline_corlocs(middle, patch=8, k=4, fractions=(0.5, 0.9))
+    assert m["centre_box"] == 1.0 and m["centre_box_fraction"] == 0.5
+    with pytest.raises(ValueError, match="empty"):
+        baseline_corlocs([], patch=8)
+
+
+def test_recipe_bar_rows():
+    world = dict(corloc=0.6, attn_ratio=2.5, random=0.2, pixels_centred=0.44, pixels_raw=0.1, centre_box=0.3)
+    rows = recipe_bar(world=world)
+    assert [r[3] for r in rows] == [True, True, True]
+    assert rows[1][1] == pytest.approx(0.16)
+    rows = recipe_bar(world={**world, "pixels_centred": 0.5})
+    assert [r[3] for r in rows] == [True, False, True]
+    rows = recipe_bar(driving=dict(corloc=0.05, attn_ratio=1.4, random=0.03))
+    assert [r[3] for r in rows] == [False, False] and rows[0][1] == pytest.approx(0.05 / 0.03)
+    assert recipe_bar(driving=dict(corloc=0.0, attn_ratio=2, random=0.0))[0][3] is False

@@ -1,6 +1,8 @@
 """Run cache: keys, manifests, atomic writes, one build per key."""
 
 import json
+
+import numpy as np
 import threading
 from dataclasses import dataclass, field
 
@@ -117,6 +119,7 @@ def test_zoo_smoke_trains_once_and_reuses(tmp_path, monkeypatch):
     model, card = zoo.get("dino_world", "smoke", progress=False)
     assert card.kind == "dino" and card.steps == 4 and not model.training
     assert card.path.startswith(str(tmp_path / "dino"))
+    assert list(zoo.snapshots(card)) == [0, 2, 4]  # the recipe's snapshot_steps, moved into the cache entry
     x = torch.randn(1, 3, 32, 48)
     out = model(x)
 
@@ -136,3 +139,14 @@ def test_zoo_smoke_trains_once_and_reuses(tmp_path, monkeypatch):
         assert torch.equal(v, trainer.student.backbone.state_dict()[k]), k
     with pytest.raises(KeyError, match="available"):
         zoo.get("nope", "smoke")
+
+
+def test_held_out_samples_differ_from_training_and_have_objects():
+    from dinosal import zoo
+
+    spec = zoo.train_spec(zoo.recipe("dino_world", "smoke"))
+    held = zoo.held_out_samples(spec, 3, size=48)
+    assert len(held) == 3 and all(len(s.boxes) for s in held)
+    assert held[0].image.shape == (48, 48, 3)
+    train_first = zoo.training_set(spec)[0]
+    assert not np.array_equal(zoo.held_out_samples(spec, 1)[0].image, train_first.image)

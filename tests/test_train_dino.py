@@ -220,3 +220,27 @@ def test_command_line_trains_a_recipe_and_resumes(tmp_path, capsys):
     assert main(args[:-1]) == 0  # resumes at step 2
     assert "done after 4/4 steps" in capsys.readouterr().out
     assert (tmp_path / CHECKPOINT).is_file()
+
+
+def test_snapshots_keep_the_teacher_at_the_listed_steps(tmp_path):
+    from dinosal.train.dino import snapshot_path
+
+    cfg = tiny_config(snapshot_steps=(0, 2, 4))
+    res = train_dino(cfg, tiny_data(), run_dir=tmp_path)
+    assert res.steps == 4
+    kept = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert kept == ["step_000000.pth", "step_000002.pth", "step_000004.pth"]
+    # step 0 is the initial teacher, the last one the final teacher
+    first, _ = load_dino_backbone(snapshot_path(tmp_path, 0))
+    last, _ = load_dino_backbone(snapshot_path(tmp_path, 4))
+    final = res.teacher.backbone.state_dict()
+    assert all(torch.equal(v, final[k]) for k, v in last.state_dict().items())
+    assert not all(torch.equal(v, final[k]) for k, v in first.state_dict().items())
+
+
+def test_snapshot_steps_leave_other_cache_keys_alone():
+    from dinosal import runs
+
+    plain = tiny_config()
+    assert "snapshot_steps" not in runs.config_dict(plain)
+    assert runs.config_key("dino", plain) != runs.config_key("dino", tiny_config(snapshot_steps=(0, 2)))

@@ -12,6 +12,8 @@
   LOST CorLoc of the last block's keys, the CLS attention's mass on the
   objects divided by their area share (mean over heads, and the best single
   head), and the pointing game of the mean-head attention map.
+* :func:`baseline_corlocs` -- the no-learning baselines of the same CorLoc:
+  LOST on raw pixels (centred and not) and a centred box.
 
 Images are ``(H, W, 3)`` uint8 arrays (normalised with ImageNet statistics,
 as DINO does) or :class:`~dinosal.data.synthetic.Sample` objects, or one
@@ -33,7 +35,8 @@ from .metrics import box_hits, mass_share, pointing_game
 from .saliency.attention import cls_attention, upsample
 from .saliency.lost import lost
 
-__all__ = ["cls_features", "knn_predict", "knn_accuracy", "LocalisationScores", "localisation_scores"]
+__all__ = ["cls_features", "knn_predict", "knn_accuracy", "LocalisationScores", "localisation_scores",
+           "baseline_corlocs", "recipe_bar"]
 
 
 def _image_of(item, i: int) -> np.ndarray:
@@ -205,3 +208,78 @@ def localisation_scores(model: torch.nn.Module, samples: Sequence[Sample], k: in
         object_area=float(masks.mean()),
         n=len(samples),
     )
+
+
+def _pixel_patches(image: np.ndarray, patch: int, centred: bool) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(N, 3*p*p) ImageNet-normalised pixels per patch (image zero-padded to a
+    multiple of ``patch``; row-major grid), minus their mean if ``centred``."""
+    x = to_batch(image)
+    h, w = x.shape[-2:]
+    x = F.pad(x, (0, -w % patch, 0, -h % patch))
+    grid = (x.shape[-2] // patch, x.shape[-1] // patch)
+    f = F.unfold(x, kernel_size=patch, stride=patch)[0].T
+    return (f - f.mean(0, keepdim=True) if centred else f), grid
+
+
+def baseline_corlocs(samples: Sequence[Sample], patch: int, k: int = 100,
+                     fractions: Sequence[float] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)) -> dict[str, float]:
+    """CorLoc of three baselines that learn nothing, on the same ``samples``.
+
+    ``pixels_centred`` / ``pixels_raw``: LOST (``k`` clamped to the patch
+    count) on each ``patch`` x ``patch`` patch's normalised RGB values, with
+    the image's mean patch subtracted or not. Without centring nearly all dot
+    products are positive and LOST's degree says little.
+    ``centre_box``: the best CorLoc over ``fractions`` of a centred box
+    covering that fraction of each side (chosen on these samples, so the
+    baseline errs towards being too strong); ``centre_box_fraction`` is the
+    fraction that won (ties: the largest).
+    """
+    if len(samples) == 0:
+        raise ValueError("samples is empty")
+    gts = [s.boxes for s in samples]
+    out: dict[str, float] = {}
+    for name, centred in (("pixels_centred", True), ("pixels_raw", False)):
+        boxes = []
+        for s in samples:
+            f, grid = _pixel_patches(s.image, patch, centred)
+            boxes.append(lost(f, grid, patch, s.image.shape[:2], k=min(k, grid[0] * grid[1])).box)
+        out[name] = float(box_hits(np.stack(boxes), gts).mean())
+    best = (-1.0, 0.0)
+    for frac in fractions:
+        boxes = []
+        for s in samples:
+            h, w = s.image.shape[:2]
+            boxes.append([w * (1 - frac) / 2, h * (1 - frac) / 2, w * (1 + frac) / 2, h * (1 + frac) / 2])
+        best = max(best, (float(box_hits(np.asarray(boxes, np.float32), gts).mean()), float(frac)))
+    out["centre_box"], out["centre_box_fraction"] = best
+    return out
+
+
+def recipe_bar(world: dict | None = None, driving: dict | None = None) -> list[tuple[str, float, float, bool]]:
+    """The bar a cpu DINO recipe is held to (the book's issue 4), as
+    ``(criterion, value, threshold, passed)`` rows.
+
+    ``world`` / ``driving``: flat dicts with the DINO model's ``corloc`` and
+    ``attn_ratio`` and the CorLoc of the baselines measured on the same images:
+    ``random`` (the same network at random init), ``pixels_centred``,
+    ``pixels_raw`` and ``centre_box`` (world only needs all four; driving
+    needs ``random``).
+
+    * world: CorLoc >= 0.5, and >= 0.15 above every baseline; attention ratio >= 2;
+    * driving: CorLoc >= 2x the random-init network's; attention ratio >= 1.5.
+    """
+    rows = []
+    if world:
+        d = world["corloc"]
+        base = max(world[b] for b in ("random", "pixels_centred", "pixels_raw", "centre_box"))
+        rows += [("world: LOST CorLoc >= 0.5", d, 0.5, d >= 0.5),
+                 ("world: CorLoc minus the best baseline >= 0.15", d - base, 0.15, d - base >= 0.15),
+                 ("world: attention on objects / their area >= 2", world["attn_ratio"], 2.0,
+                  world["attn_ratio"] >= 2.0)]
+    if driving:
+        d, r = driving["corloc"], driving["random"]
+        rows += [("driving: CorLoc / random-init CorLoc >= 2", d / r if r > 0 else float("inf") if d > 0 else 0.0,
+                  2.0, d > 0 and d >= 2 * r),
+                 ("driving: attention on objects / their area >= 1.5", driving["attn_ratio"], 1.5,
+                  driving["attn_ratio"] >= 1.5)]
+    return rows

@@ -75,7 +75,11 @@ def _plain(value: Any) -> Any:
     """JSON-able form of a config value (dataclasses, tuples, paths, numpy)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {"__type__": type(value).__name__}
-        out.update({f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)})
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if f.metadata.get("key_omit_default") and v == f.default:
+                continue  # a field added later: runs that leave it at its default keep their keys
+            out[f.name] = _plain(v)
         return out
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}

@@ -36,9 +36,9 @@ from . import runs
 from .data.multicrop import MultiCropConfig
 from .models import create_vit, load_dino_backbone, load_dino_timm, official_weights_path
 from .profiles import DINO_RECIPES, DinoRecipe
-from .train.dino import CHECKPOINT, LOG_CSV, DinoConfig, train_dino
+from .train.dino import CHECKPOINT, LOG_CSV, SNAPSHOT_DIR, DinoConfig, train_dino
 
-__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "get", "DATA_ENV"]
+__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "get", "snapshots", "held_out_samples", "DATA_ENV"]
 
 DATA_ENV = "DINOSAL_DATA"
 
@@ -158,8 +158,9 @@ def train_cached(spec: TrainSpec, rebuild: bool = False) -> Path:
     def build(tmp: Path) -> dict:
         work = tmp.parent / f"{key}.work"
         result = train_dino(spec.dino, training_set(spec), run_dir=work)
-        for f in (CHECKPOINT, LOG_CSV):
-            shutil.move(str(work / f), str(tmp / f))
+        for f in (CHECKPOINT, LOG_CSV, SNAPSHOT_DIR):
+            if (work / f).exists():
+                shutil.move(str(work / f), str(tmp / f))
         shutil.rmtree(work, ignore_errors=True)
         last = result.log[-1] if result.log else {}
         return {"training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),
@@ -205,6 +206,40 @@ def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, Mo
         float(manifest["timings"]["build_seconds"]), str(path),
     )
     return model.eval(), card
+
+
+HELD_OUT_SEED_OFFSET = 1000
+
+
+def held_out_samples(spec: TrainSpec, n: int, size: Optional[int] = None) -> list:
+    """``n`` held-out samples of a synthetic training spec, each with at least
+    one object: the same generator configuration with the dataset seed
+    raised by 1000, rendered at ``size`` px (default: the training size)."""
+    from .data.synthetic import DrivingScenes, ObjectWorld, WorldConfig
+
+    if spec.data not in ("world", "driving"):
+        raise ValueError(f"zoo: held-out samples need a synthetic spec (world or driving), got {spec.data!r}")
+    cfg = dataclasses.replace(spec.data_config, seed=spec.data_config.seed + HELD_OUT_SEED_OFFSET,
+                              length=10 * n + 100, size=size or spec.data_config.size)
+    gen = ObjectWorld(cfg) if isinstance(cfg, WorldConfig) else DrivingScenes(cfg)
+    out = []
+    for i in range(len(gen)):
+        s = gen[i]
+        if len(s.boxes):
+            out.append(s)
+            if len(out) == n:
+                return out
+    raise ValueError(f"zoo: only {len(out)} of {len(gen)} held-out images have objects; asked for {n}")
+
+
+def snapshots(card: ModelCard) -> dict[int, Path]:
+    """``{step: path}`` of the teacher snapshots kept by a trained zoo model
+    (its recipe's ``snapshot_steps``), in step order; load one with
+    :func:`~dinosal.models.load_dino_backbone`. Empty for models without."""
+    if card.path is None:
+        return {}
+    found = sorted(Path(card.path, SNAPSHOT_DIR).glob("step_*.pth"))
+    return {int(p.stem.split("_")[1]): p for p in found}
 
 
 def _describe(spec: TrainSpec) -> str:

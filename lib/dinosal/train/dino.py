@@ -95,11 +95,16 @@ CHECKPOINT = "checkpoint.pth"
 LOG_CSV = "log.csv"
 
 
-def _f(default, help: str, **kw):
-    """A dataclass field with help text (kept in ``metadata['help']``)."""
+def _f(default, help: str, key_omit_default: bool = False, **kw):
+    """A dataclass field with help text (kept in ``metadata['help']``).
+
+    ``key_omit_default``: leave the field out of run-cache keys while it holds
+    its default, so that adding it did not change the keys of existing runs.
+    """
+    meta = {"help": help, "key_omit_default": key_omit_default}
     if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,7 @@ class DinoConfig:
     num_workers: int = _f(0, "DataLoader workers; results do not depend on it (per-sample seeding)")
     threads: Optional[int] = _f(None, "torch intra-op threads during the run (None: leave torch's setting). On a shared machine 1 thread per process avoids waiting for a busy core")
     checkpoint_every: int = _f(0, "steps between checkpoints (0: only at the end)")
+    snapshot_steps: tuple = _f((), "steps after which the teacher's weights are also kept as snapshots/step_NNNNNN.pth in the run dir (0: the initial weights); the training chapter draws attention emergence from them", key_omit_default=True)
     stop_at_step: Optional[int] = _f(None, "stop after this global step (the schedules still span the whole run); resume later")
     progress: bool = _f(True, "tqdm progress bar (rank 0)")
     collapse: CollapseConfig = _f(CollapseConfig(), "collapse monitor settings")
@@ -692,6 +698,26 @@ def _save(trainer: DinoTrainer, run_dir: Optional[Path]) -> None:
     write_log_csv(trainer.log, run_dir / LOG_CSV)
 
 
+SNAPSHOT_DIR = "snapshots"
+
+
+def snapshot_path(run_dir, step: int) -> Path:
+    """Where :func:`train_dino` keeps the teacher's weights after ``step`` steps."""
+    return Path(run_dir) / SNAPSHOT_DIR / f"step_{step:06d}.pth"
+
+
+def _snapshot(trainer: "DinoTrainer", run_dir, rank: int) -> None:
+    """Keep the teacher (official checkpoint layout, loadable by
+    :func:`~dinosal.models.load_dino_backbone`) if this step is listed."""
+    if run_dir is None or rank != 0 or trainer.step not in trainer.cfg.snapshot_steps:
+        return
+    path = snapshot_path(run_dir, trainer.step)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save({"teacher": trainer.teacher.state_dict(), "config": _result_config(trainer.cfg),
+                           "step": trainer.step}, path)
+
+
 def train_dino(cfg: DinoConfig, dataset, run_dir=None, transform=None) -> DinoResult:
     """Train DINO on ``dataset`` (items: ``Sample``, ``(image, ...)`` tuples or
     images; uint8 ``(H, W, 3)`` arrays, PIL images or ``(3, H, W)`` tensors).
@@ -734,9 +760,11 @@ def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float) -> Dino
     from tqdm.auto import tqdm
 
     bar = tqdm(total=end, initial=trainer.step, desc="DINO", disable=not cfg.progress or info.rank != 0)
+    _snapshot(trainer, run_dir, info.rank)
     try:
         for crops in loader:
             row = trainer.train_step(crops)
+            _snapshot(trainer, run_dir, info.rank)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", H=f"{row['teacher_entropy']:.2f}", kl=f"{row['kl']:.3f}", refresh=False)
             if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0 and trainer.step < end:
