@@ -120,6 +120,46 @@ first trained recipe."""
 
 
 # --------------------------------------------------------------------------
+# Chapter "training": the zoo's DINO models, trained (or found in the run
+# cache), their curves, attention emergence and the recipe's bar.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Chapter ``training``: which zoo models, and how they are evaluated.
+
+    Held-out images: the training generator's configuration with the dataset
+    seed raised by 1000 (:func:`dinosal.zoo.held_out_samples`), rendered at
+    ``eval_size`` px. A ViT trained at 64 px runs at any multiple of its
+    patch (position embeddings interpolated), so a larger ``eval_size`` gives
+    a finer token grid, as DINO's own figures use 480 px for a 224 px model.
+    """
+
+    profile: str
+    models: Optional[list] = None    # zoo names to train and show (None: every trained model of the profile)
+    eval_size: int = 128             # px of the held-out images (a multiple of the patch)
+    n_eval: int = 200                # held-out images with objects, per model, for the scores
+    n_strip: int = 4                 # images in the attention-emergence strip
+    n_knn: int = 500                 # images per k-NN split (train and test) for each monitor
+    knn_k: int = 20
+    k: int = 100                     # LOST: lowest-degree patches (clamped to the patch count)
+    num_workers: int = 1             # data-loader workers while training (results do not depend on it)
+    threads: Optional[int] = 1       # torch threads while training (None: torch's default)
+
+
+register_chapter(
+    "training",
+    TrainingParams,
+    {
+        "smoke": dict(eval_size=48, n_eval=6, n_strip=2, n_knn=24, knn_k=5, k=10, num_workers=0),
+        "cpu": dict(),
+        "paper": dict(eval_size=480, n_eval=500, n_knn=2000, num_workers=8, threads=None),
+    },
+)
+
+
+# --------------------------------------------------------------------------
 # Chapter "theory": DINO's ablations (centering, sharpening, teacher update,
 # multi-crop), each trained once through the run cache.
 # --------------------------------------------------------------------------
