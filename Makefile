@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 HTML_SMOKE := _build/smoke/_build/html
+# Per-cell limit in the smoke profile, where every cell takes seconds: a hung
+# kernel fails the test run in minutes instead of after the cpu limit (3600 s).
+SMOKE_CELL_TIMEOUT := 600
 JB_FLAGS ?=
 
 .PHONY: book test env assets chromium check-html clean help
@@ -43,8 +46,11 @@ book: $(STAMP) assets
 # The smoke build goes to its own folder so its execution cache never mixes
 # with the default profile's. pytest runs last so its closing line ends the run.
 test: $(STAMP) assets chromium
-	DINOSAL_PROFILE=smoke $(BIN)/jupyter-book build . -W --keep-going --path-output _build/smoke
-	DINOSAL_PROFILE=smoke DINOSAL_HTML=$(HTML_SMOKE) $(BIN)/python -m pytest tests book --nbval-lax
+	@mkdir -p _build
+	sed 's/^  timeout: [0-9]*$$/  timeout: $(SMOKE_CELL_TIMEOUT)/' _config.yml > _build/_config_smoke.yml
+	@grep -q '^  timeout: $(SMOKE_CELL_TIMEOUT)$$' _build/_config_smoke.yml || { echo "Makefile: no execute timeout in _config.yml"; exit 1; }
+	DINOSAL_PROFILE=smoke $(BIN)/jupyter-book build . -W --keep-going --path-output _build/smoke --config _build/_config_smoke.yml
+	DINOSAL_PROFILE=smoke DINOSAL_HTML=$(HTML_SMOKE) $(BIN)/python -m pytest tests book --nbval-lax --nbval-cell-timeout=$(SMOKE_CELL_TIMEOUT)
 
 check-html: $(STAMP) chromium
 	DINOSAL_HTML=$(HTML_SMOKE) $(BIN)/python -m pytest tests/test_html.py

@@ -19,7 +19,10 @@ too strong). Then it checks the bar:
   ratio >= 2;
 * driving: LOST CorLoc >= 2x the random-init network; attention ratio >= 1.5.
 
-Run:  python benchmarks/bench_dino_recipe.py [--profile cpu] [--n-eval 200]
+Beside them, with ``--supervised``: the same ViT trained with labels for the
+same number of steps (not a baseline of the bar, a reference point).
+
+Run:  python benchmarks/bench_dino_recipe.py [--profile cpu] [--n-eval 200] [--eval-size 128] [--supervised]
 (the first run trains both models: up to ~2 x 30 min on 2 cores).
 """
 
@@ -32,6 +35,7 @@ import os
 import time
 
 import numpy as np
+import torch
 
 from dinosal import runs, zoo
 from dinosal.data.synthetic import object_mask
@@ -55,7 +59,77 @@ def _baselines(samples, patch: int) -> dict:
             "centre_box": {"corloc": b["centre_box"], "fraction": b["centre_box_fraction"]}}
 
 
-def evaluate_domain(name: str, profile: str, n_eval: int, eval_size: int | None, **overrides) -> dict:
+@dataclasses.dataclass(frozen=True)
+class SupervisedSpec:
+    """A supervised reference: the DINO recipe's ViT, data, batch, step count,
+    peak lr and first global-crop augmentation, trained end to end with labels
+    (world: the object's category, softmax + cross-entropy; driving: the
+    classes present, one sigmoid per class + BCE) through a linear head on the
+    last block's CLS token. Same size, same number of steps as DINO."""
+
+    dino: zoo.TrainSpec
+    what: str = "supervised"
+
+
+def train_supervised(spec: SupervisedSpec, threads: int | None = 1) -> torch.nn.Module:
+    """Train (or find in the run cache) the supervised reference; returns its backbone."""
+    import math
+
+    from tqdm.auto import tqdm
+
+    from dinosal.data.multicrop import MultiCropAugmentation
+    from dinosal.models import Classifier, LinearHead, create_vit
+
+    d = spec.dino.dino
+    data = zoo.training_set(spec.dino)
+    multi = spec.dino.data == "driving"
+
+    def build(tmp):
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            torch.manual_seed(d.seed)
+            backbone = create_vit(d.arch, patch=d.patch, img_size=d.img_size)
+            n_cls = len(data.class_names)
+            model = Classifier(backbone, LinearHead(backbone.embed_dim, n_cls, multi_label=multi)).train()
+            aug = MultiCropAugmentation(dataclasses.replace(d.crops, n_local=0))
+            steps = d.epochs * d.steps_per_epoch
+            peak = d.lr * d.batch_size / 256
+            opt = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=d.weight_decay)
+            rng = np.random.default_rng(d.seed)
+            t0 = time.time()
+            for it in tqdm(range(steps), desc="supervised"):
+                warm = d.warmup_epochs * d.steps_per_epoch
+                lr = peak * it / warm if it < warm else d.min_lr + 0.5 * (peak - d.min_lr) * (
+                    1 + math.cos(math.pi * (it - warm) / max(1, steps - warm)))
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                items = [data[int(i)] for i in rng.integers(0, len(data), d.batch_size)]
+                x = torch.stack([aug(s.image)[0] for s in items])
+                logits = model(x)
+                if multi:
+                    y = torch.as_tensor(np.stack([s.multi_hot for s in items]))
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+                else:
+                    y = torch.as_tensor([int(s.labels[0]) for s in items])
+                    loss = torch.nn.functional.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            torch.save(backbone.state_dict(), tmp / "backbone.pth")
+            return {"training": {"steps": steps, "seconds": round(time.time() - t0, 1), "final_loss": float(loss)}}
+        finally:
+            torch.set_num_threads(before)
+
+    path = runs.cached("supervised", spec, build)
+    backbone = create_vit(d.arch, patch=d.patch, img_size=d.img_size)
+    backbone.load_state_dict(torch.load(path / "backbone.pth", weights_only=True))
+    return backbone.eval()
+
+
+def evaluate_domain(name: str, profile: str, n_eval: int, eval_size: int | None, supervised: bool = False,
+                    **overrides) -> dict:
     model, card = zoo.get(name, profile, **overrides)
     spec = zoo.train_spec(zoo.recipe(name, profile), **overrides)
     random_model, _ = zoo.get("random", profile)
@@ -70,6 +144,8 @@ def evaluate_domain(name: str, profile: str, n_eval: int, eval_size: int | None,
         "dino": evaluate_model(model, samples),
         "random": evaluate_model(random_model, samples),
         **_baselines(samples, p),
+        **({"supervised": evaluate_model(train_supervised(SupervisedSpec(zoo._canonical(spec))), samples)}
+           if supervised else {}),
     }
 
 
@@ -89,7 +165,9 @@ def print_table(results: dict) -> None:
         print(f"\n== {domain}: {c['trained_on']}; {c['steps']} steps, {c['train_seconds'] / 60:.1f} min training; "
               f"eval {r['n_eval']} held-out images at {r['eval_size']} px, objects cover {r['object_area']:.1%}")
         print(f"{'method':26s} {'CorLoc':>7s} {'attn/area':>10s} {'best head':>10s} {'pointing':>9s}")
-        for m in ("dino", "random", "pixels_centred", "pixels_raw", "centre_box"):
+        for m in ("dino", "random", "pixels_centred", "pixels_raw", "centre_box", "supervised"):
+            if m not in r:
+                continue
             v = r[m]
             extra = "" if m != "centre_box" else f"  (side fraction {v['fraction']})"
             print(f"{m:26s} {v['corloc']:7.3f} {v.get('attn_ratio', float('nan')):10.2f} "
@@ -103,12 +181,15 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-size", type=int, default=None, help="render held-out images at this size (default: training size)")
     ap.add_argument("--domains", default="world,driving")
     ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--supervised", action="store_true",
+                    help="also train (once, cached) and score a supervised network of the same size and steps")
     args = ap.parse_args(argv)
     t0 = time.time()
     load0 = os.getloadavg()
     results = {}
     for domain in args.domains.split(","):
-        results[domain] = evaluate_domain(f"dino_{domain}", args.profile, args.n_eval, args.eval_size)
+        results[domain] = evaluate_domain(f"dino_{domain}", args.profile, args.n_eval, args.eval_size,
+                                          supervised=args.supervised)
     print(f"machine: {json.dumps(runs.machine())}; load at start {load0}")
     print_table(results)
     print("\nbar (issue 4):")

@@ -240,7 +240,7 @@ class SaliencyParams:
     seed: int = 1000                 # dataset seed of the held-out images
     n_eval: int = 200                # held-out images with objects, per set, for the metric tables
     n_show: int = 3                  # driving scenes drawn in the paper-style figures (world: n_show - 1)
-    image_size: int = 96             # px, square synthetic images (paper: short side of BDD100K frames)
+    image_size: int = 128            # px, square synthetic images (paper: short side of BDD100K frames)
     k: int = 100                     # LOST: lowest-degree patches (clamped to the number of patches)
     tau: float = 0.2                 # TokenCut: graph threshold
     n_tau: int = 60                  # images per set in the tau sweep
