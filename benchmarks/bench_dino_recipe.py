@@ -68,17 +68,16 @@ class SupervisedSpec:
     last block's CLS token. Same size, same number of steps as DINO."""
 
     dino: zoo.TrainSpec
-    what: str = "supervised"
+    what: str = "supervised-v2"  # v2: the lr schedule from dinosal.schedules
 
 
 def train_supervised(spec: SupervisedSpec, threads: int | None = 1) -> torch.nn.Module:
     """Train (or find in the run cache) the supervised reference; returns its backbone."""
-    import math
-
     from tqdm.auto import tqdm
 
     from dinosal.data.multicrop import MultiCropAugmentation
     from dinosal.models import Classifier, LinearHead, create_vit
+    from dinosal.schedules import cosine_schedule, scaled_lr
 
     d = spec.dino.dino
     data = zoo.training_set(spec.dino)
@@ -95,16 +94,14 @@ def train_supervised(spec: SupervisedSpec, threads: int | None = 1) -> torch.nn.
             model = Classifier(backbone, LinearHead(backbone.embed_dim, n_cls, multi_label=multi)).train()
             aug = MultiCropAugmentation(dataclasses.replace(d.crops, n_local=0))
             steps = d.epochs * d.steps_per_epoch
-            peak = d.lr * d.batch_size / 256
-            opt = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=d.weight_decay)
+            lrs = cosine_schedule(scaled_lr(d.lr, d.batch_size), d.min_lr, d.epochs, d.steps_per_epoch,
+                                  d.warmup_epochs)  # DINO's lr schedule
+            opt = torch.optim.AdamW(model.parameters(), lr=float(lrs[0]), weight_decay=d.weight_decay)
             rng = np.random.default_rng(d.seed)
             t0 = time.time()
             for it in tqdm(range(steps), desc="supervised"):
-                warm = d.warmup_epochs * d.steps_per_epoch
-                lr = peak * it / warm if it < warm else d.min_lr + 0.5 * (peak - d.min_lr) * (
-                    1 + math.cos(math.pi * (it - warm) / max(1, steps - warm)))
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = float(lrs[it])
                 items = [data[int(i)] for i in rng.integers(0, len(data), d.batch_size)]
                 x = torch.stack([aug(s.image)[0] for s in items])
                 logits = model(x)
@@ -118,7 +115,7 @@ def train_supervised(spec: SupervisedSpec, threads: int | None = 1) -> torch.nn.
                 loss.backward()
                 opt.step()
             torch.save(backbone.state_dict(), tmp / "backbone.pth")
-            return {"training": {"steps": steps, "seconds": round(time.time() - t0, 1), "final_loss": float(loss)}}
+            return {"training": {"steps": steps, "seconds": round(time.time() - t0, 1), "final_loss": float(loss.detach())}}
         finally:
             torch.set_num_threads(before)
 

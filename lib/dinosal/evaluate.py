@@ -210,17 +210,6 @@ def localisation_scores(model: torch.nn.Module, samples: Sequence[Sample], k: in
     )
 
 
-def _pixel_patches(image: np.ndarray, patch: int, centred: bool) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(N, 3*p*p) ImageNet-normalised pixels per patch (image zero-padded to a
-    multiple of ``patch``; row-major grid), minus their mean if ``centred``."""
-    x = to_batch(image)
-    h, w = x.shape[-2:]
-    x = F.pad(x, (0, -w % patch, 0, -h % patch))
-    grid = (x.shape[-2] // patch, x.shape[-1] // patch)
-    f = F.unfold(x, kernel_size=patch, stride=patch)[0].T
-    return (f - f.mean(0, keepdim=True) if centred else f), grid
-
-
 def baseline_corlocs(samples: Sequence[Sample], patch: int, k: int = 100,
                      fractions: Sequence[float] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)) -> dict[str, float]:
     """CorLoc of three baselines that learn nothing, on the same ``samples``.
@@ -236,21 +225,18 @@ def baseline_corlocs(samples: Sequence[Sample], patch: int, k: int = 100,
     """
     if len(samples) == 0:
         raise ValueError("samples is empty")
+    from .scoring import centre_box_hits, pixel_features, truth_of
+
     gts = [s.boxes for s in samples]
     out: dict[str, float] = {}
     for name, centred in (("pixels_centred", True), ("pixels_raw", False)):
         boxes = []
         for s in samples:
-            f, grid = _pixel_patches(s.image, patch, centred)
+            f, grid = pixel_features(s.image, patch, centred)
             boxes.append(lost(f, grid, patch, s.image.shape[:2], k=min(k, grid[0] * grid[1])).box)
         out[name] = float(box_hits(np.stack(boxes), gts).mean())
-    best = (-1.0, 0.0)
-    for frac in fractions:
-        boxes = []
-        for s in samples:
-            h, w = s.image.shape[:2]
-            boxes.append([w * (1 - frac) / 2, h * (1 - frac) / 2, w * (1 + frac) / 2, h * (1 + frac) / 2])
-        best = max(best, (float(box_hits(np.asarray(boxes, np.float32), gts).mean()), float(frac)))
+    truths = [truth_of(s) for s in samples]
+    best = max((float(centre_box_hits(truths, frac).mean()), float(frac)) for frac in fractions)
     out["centre_box"], out["centre_box_fraction"] = best
     return out
 
