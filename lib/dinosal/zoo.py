@@ -38,7 +38,8 @@ from .models import create_vit, load_dino_backbone, load_dino_timm, official_wei
 from .profiles import DINO_RECIPES, DinoRecipe
 from .train.dino import CHECKPOINT, LOG_CSV, SNAPSHOT_DIR, DinoConfig, train_dino
 
-__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "get", "snapshots", "held_out_samples", "DATA_ENV"]
+__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "get", "snapshots", "held_out_samples",
+           "describe", "DATA_ENV"]
 
 DATA_ENV = "DINOSAL_DATA"
 
@@ -201,7 +202,7 @@ def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, Mo
     manifest = runs.read_manifest(path)
     d = spec.dino
     card = ModelCard(
-        name, profile, "dino", d.arch, d.patch, d.img_size, _describe(spec),
+        name, profile, "dino", d.arch, d.patch, d.img_size, describe(spec),
         int(manifest.get("training", {}).get("steps", 0)),
         float(manifest["timings"]["build_seconds"]), str(path),
     )
@@ -242,7 +243,8 @@ def snapshots(card: ModelCard) -> dict[int, Path]:
     return {int(p.stem.split("_")[1]): p for p in found}
 
 
-def _describe(spec: TrainSpec) -> str:
+def describe(spec: TrainSpec) -> str:
+    """One line on what a spec trains on (the model card's ``trained_on``)."""
     if spec.data in ("world", "driving"):
         c = spec.data_config
         return f"{spec.data} ({spec.n_train} images, {c.size} px, camouflage {c.camouflage})"
