@@ -34,6 +34,7 @@ from .features import LastBlockTap, to_batch
 from .metrics import box_hits, mass_share, pointing_game
 from .saliency.attention import cls_attention, upsample
 from .saliency.lost import lost
+from .scoring import centre_box_hits, pixel_features, truth_of
 
 __all__ = ["cls_features", "knn_predict", "knn_accuracy", "LocalisationScores", "localisation_scores",
            "baseline_corlocs", "recipe_bar"]
@@ -225,8 +226,6 @@ def baseline_corlocs(samples: Sequence[Sample], patch: int, k: int = 100,
     """
     if len(samples) == 0:
         raise ValueError("samples is empty")
-    from .scoring import centre_box_hits, pixel_features, truth_of
-
     gts = [s.boxes for s in samples]
     out: dict[str, float] = {}
     for name, centred in (("pixels_centred", True), ("pixels_raw", False)):
