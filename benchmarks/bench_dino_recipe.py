@@ -177,10 +177,12 @@ def main(argv=None) -> int:
     ap.add_argument("--n-eval", type=int, default=200)
     ap.add_argument("--eval-size", type=int, default=None, help="render held-out images at this size (default: training size)")
     ap.add_argument("--domains", default="world,driving")
-    ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--json", default=None, help="also write the results to this new file (an existing one is refused)")
     ap.add_argument("--supervised", action="store_true",
                     help="also train (once, cached) and score a supervised network of the same size and steps")
     args = ap.parse_args(argv)
+    if args.json and os.path.lexists(args.json):  # refuse before hours of work, not after
+        ap.error(f"--json {args.json}: exists; the results go to a new file only (nothing was changed)")
     t0 = time.time()
     load0 = os.getloadavg()
     results = {}
@@ -196,7 +198,7 @@ def main(argv=None) -> int:
         print(f"  {'PASS' if passed else 'FAIL'}  {crit:40s} {value:7.3f} (needs {thr})")
     print(f"\nbenchmark wall time {time.time() - t0:.0f} s (training included when it was not cached)")
     if args.json:
-        with open(args.json, "w") as fh:
+        with open(args.json, "x") as fh:  # never replace a file
             json.dump(results, fh, indent=2, default=str)
     return 0 if ok else 1
 

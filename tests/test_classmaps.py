@@ -133,3 +133,49 @@ def test_registers_are_dropped():
     assert gradient_rollout(model, x, 0).grid_map.shape == (1, 2, 3)
     with pytest.raises(ValueError, match="no VisionTransformer"):
         find_vit(torch.nn.Linear(3, 3))
+
+
+GRADIENT_MAPS = [grad_cam, gradient_rollout]  # every class map that needs autograd
+
+
+@pytest.mark.parametrize("fn", GRADIENT_MAPS, ids=lambda f: f.__name__)
+def test_gradient_maps_inside_no_grad_equal_outside(fn):
+    model = classifier(n_classes=3).eval()
+    x = torch.randn(2, 3, 24, 16)
+    outside = fn(model, x, [0, 2])
+    with torch.no_grad():                              # as in most evaluation loops
+        inside = fn(model, x, [0, 2])
+        assert not torch.is_grad_enabled()             # the caller's mode is back
+    np.testing.assert_allclose(inside.grid_map, outside.grid_map, rtol=1e-6, atol=1e-7)
+    if outside.pixel_map is not None:
+        np.testing.assert_allclose(inside.pixel_map, outside.pixel_map, rtol=1e-6, atol=1e-7)
+    assert outside.grid_map.sum() > 0
+
+
+@pytest.mark.parametrize("fn", GRADIENT_MAPS, ids=lambda f: f.__name__)
+def test_gradient_maps_inside_inference_mode_say_why(fn):
+    model = classifier().eval()
+    with torch.inference_mode():
+        x = torch.randn(1, 3, 16, 16)
+        with pytest.raises(RuntimeError, match=rf"{fn.__name__} needs autograd.*inference_mode.*outside"):
+            fn(model, x, 0)
+    assert fn(model, x, 0).grid_map.shape == (1, 2, 2)  # an inference tensor made there is fine outside
+
+
+@pytest.mark.parametrize("fn", [grad_cam, gradient_rollout, attention_rollout], ids=lambda f: f.__name__)
+def test_maps_leave_modes_flags_and_grads_as_they_were(fn):
+    model = classifier()
+    model[0].eval()                                    # a frozen, eval backbone under a training head
+    model[1].train()
+    for p in model[0].blocks[0].parameters():
+        p.requires_grad_(False)
+    model[1].weight.grad = torch.ones_like(model[1].weight)  # a caller's accumulated gradient
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    args = (0,) if fn is not attention_rollout else ()
+    with torch.no_grad():
+        fn(model, torch.randn(1, 3, 16, 16), *args)
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    torch.testing.assert_close(model[1].weight.grad, torch.ones_like(model[1].weight))
+    assert all(p.grad is None for n, p in model.named_parameters() if n != "1.weight")

@@ -149,3 +149,73 @@ def test_recipe_bar_rows():
     rows = recipe_bar(driving=dict(corloc=0.05, attn_ratio=1.4, random=0.03))
     assert [r[3] for r in rows] == [False, False] and rows[0][1] == pytest.approx(0.05 / 0.03)
     assert recipe_bar(driving=dict(corloc=0.0, attn_ratio=2, random=0.0))[0][3] is False
+
+
+# ------------------------------------------------ issue 10: sizes, empty inputs
+
+
+def test_cls_features_pad_any_image_size_like_the_feature_tap(vit):
+    rng = np.random.default_rng(0)
+    odd = [rng.integers(0, 255, (100, 77, 3), dtype=np.uint8) for _ in range(2)]
+    square = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    f = cls_features(vit, [odd[0], square, odd[1]], batch=8)  # sizes may differ
+    assert f.shape == (3, 32) and torch.isfinite(f).all()
+    # the same input as the tap: zero-padded (after normalisation) to 104 x 80
+    from dinosal.features import prepare, to_batch
+
+    x = prepare(to_batch(odd[0]), 8).pixels
+    assert tuple(x.shape[-2:]) == (104, 80)
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(vit.eval()(x), dim=-1)
+    assert torch.allclose(f[0], ref[0], atol=1e-5)
+    assert torch.allclose(cls_features(vit, [square], batch=1)[0], f[1], atol=1e-5)
+    with pytest.raises(ValueError, match=r"images\[1\]: image size \(H, W\) = \(5, 77\) is smaller than one patch \(8 px\)"):
+        cls_features(vit, [odd[0], odd[0][:5]])
+    fixed = create_vit((32, 1, 2), patch=8, img_size=32, dynamic_img_size=False)
+    with pytest.raises(ValueError, match=r"fixed img_size \(32, 32\) but the input is \(104, 80\).*dynamic_img_size=True"):
+        cls_features(fixed, odd)
+
+
+def test_knn_rejects_empty_and_mismatched_inputs():
+    with pytest.raises(ValueError, match="test_feats is empty"):
+        knn_accuracy(TRAIN, LABELS, np.zeros((0, 2)), np.zeros(0, np.int64), k=1)
+    with pytest.raises(ValueError, match="test_feats is empty"):
+        knn_predict(TRAIN, LABELS, np.zeros((0, 2)), k=1)
+    with pytest.raises(ValueError, match="train_feats is empty"):
+        knn_predict(np.zeros((0, 2)), np.zeros(0, np.int64), TEST, k=1)
+    with pytest.raises(ValueError, match=r"test_labels must be a 1-D array of 1 labels"):
+        knn_accuracy(TRAIN, LABELS, TEST, np.array([0, 1]), k=1)
+    with pytest.raises(ValueError, match="chunk must be"):
+        knn_predict(TRAIN, LABELS, TEST, k=1, chunk=0)
+
+
+def test_images_smaller_than_two_patches_name_their_size(vit, samples):
+    # the pixel baseline: 32 x 32 images with a 64 px or a 32 px patch
+    for patch in (64, 32):
+        with pytest.raises(ValueError, match=rf"samples\[0\]: image of \(H, W\) = \(32, 32\) px is too small for "
+                                             rf"the pixel baseline with patch {patch}.*2 patches"):
+            baseline_corlocs(samples, patch=patch)
+    # the network path: a 32 px patch gives one patch per 32 x 32 image
+    one_patch = create_vit((32, 1, 2), patch=32, img_size=32)
+    with pytest.raises(ValueError, match=r"samples\[0\]: an image of \(H, W\) = \(32, 32\) px with patch 32 gives "
+                                         r"1 patch; LOST needs at least 2"):
+        localisation_scores(one_patch, samples)
+    # LOST itself on one token
+    from dinosal.saliency.lost import lost
+
+    with pytest.raises(ValueError, match=r"feats has shape \(1, 4\).*at least 2 patch tokens.*at least 2 patches"):
+        lost(np.ones((1, 4)), (1, 1), 8, (8, 8))
+
+
+def test_every_path_that_feeds_a_backbone_checks_a_fixed_input_size():
+    # the feature tap, cls_features (above) and the class-map methods: a ViT created with a
+    # fixed img_size stops with a ValueError naming both sizes, not timm's bare AssertionError
+    from dinosal.saliency.classmaps import attention_rollout
+
+    fixed = create_vit((32, 1, 2), patch=8, img_size=32, dynamic_img_size=False)
+    image = np.zeros((36, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"fixed img_size \(32, 32\) but the input is \(40, 40\) \(an image of "
+                                         r"\(H, W\) = \(36, 40\)"):
+        attention_rollout(fixed, image)
+    with LastBlockTap(fixed) as tap, pytest.raises(ValueError, match=r"fixed img_size \(32, 32\)"):
+        tap(image)

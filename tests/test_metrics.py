@@ -132,3 +132,17 @@ def test_average_precision_and_map():
     assert map_score(y3, s3) == pytest.approx(map_score(y, s))   # classes without positives skipped
     with pytest.raises(ValueError, match="multi-hot"):
         map_score(y * 2, s)
+
+
+def test_scores_over_no_images_raise_instead_of_nan():
+    with pytest.raises(ValueError, match="corloc needs at least one image"):
+        corloc(np.zeros((0, 4)), [])
+    with pytest.raises(ValueError, match="corloc needs at least one image"):
+        corloc([], [])
+    with pytest.raises(ValueError, match="pred_boxes has 1 boxes but gt_boxes has 2 images"):
+        corloc([[0, 0, 1, 1]], [np.array([[0, 0, 1, 1]]), np.array([[0, 0, 1, 1]])])
+    with pytest.raises(ValueError, match="y_true and scores are empty"):
+        average_precisions(np.zeros((0, 3)), np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="y_true and scores are empty"):
+        map_score(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert box_hits(np.zeros((0, 4)), []).shape == (0,)  # per-image hits of no image: no division, no error

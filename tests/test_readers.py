@@ -390,3 +390,202 @@ def test_export_rejects_what_the_format_cannot_hold(tmp_path, driving, vehicles)
     with pytest.raises(ValueError, match="not BDD100K categories"):
         export_bdd100k(vehicles, tmp_path / "bdd")
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------- issue 10: flags, bad boxes, decode
+
+
+def _bdd(tmp_path, labels, name="l.json", size=(64, 48)):
+    _image(tmp_path / "a.jpg", size)
+    (tmp_path / name).write_text(json.dumps([{"name": "a.jpg", "labels": labels}]))
+    return tmp_path / name
+
+
+def _car(x1, y1, x2, y2, attributes=None):
+    lab = {"category": "car", "box2d": {"x1": x1, "y1": y1, "x2": x2, "y2": y2}}
+    if attributes is not None:
+        lab["attributes"] = attributes
+    return lab
+
+
+def test_boolean_attributes_are_parsed_strictly(tmp_path):
+    # BDD100K: "false" (a string) was read as True by bool("false")
+    path = _bdd(tmp_path, [_car(0, 0, 9, 9, {"occluded": "false", "truncated": "true", "crowd": "False"}),
+                           _car(0, 0, 9, 9, {"occluded": 1, "truncated": 0, "crowd": True}),
+                           _car(0, 0, 9, 9, {"occluded": " TRUE ", "truncated": "0"}),
+                           _car(0, 0, 9, 9)])
+    (a,) = read_bdd100k(path, tmp_path)
+    assert a.flags["occluded"].tolist() == [False, True, True, False]
+    assert a.flags["truncated"].tolist() == [True, False, False, False]
+    assert a.flags["crowd"].tolist() == [False, True, False, False]
+    for bad in ("maybe", 2, 0.5, None, ""):
+        _bdd(tmp_path, [_car(0, 0, 9, 9), _car(0, 0, 9, 9, {"occluded": bad})], name="bad.json")
+        with pytest.raises(DatasetError, match=r"bad.json: frame 0 \(a.jpg\): label 1 \(car\): attribute 'occluded'"):
+            read_bdd100k(tmp_path / "bad.json", tmp_path)
+    # VOC: <difficult>true</difficult> was read as False (only "1" counted); "2" passed silently
+    root = tmp_path / "VOC2007"
+    _image(root / "JPEGImages" / "1.jpg", (64, 48))
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("1\n")
+    (root / "Annotations").mkdir()
+
+    def voc(difficult):
+        (root / "Annotations" / "1.xml").write_text(
+            "<annotation><filename>1.jpg</filename><size><width>64</width><height>48</height></size>"
+            f"<object><name>car</name><difficult>{difficult}</difficult><truncated>0</truncated>"
+            "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>10</xmax><ymax>10</ymax></bndbox></object></annotation>")
+        return read_voc(root)
+
+    assert voc("true")[0].flags["difficult"].tolist() == [True]
+    assert voc(" 0 ")[0].flags["difficult"].tolist() == [False]
+    with pytest.raises(DatasetError, match=r"1.xml: object 0 \(car\): attribute 'difficult' is '2'"):
+        voc("2")
+    # COCO: iscrowd "0" (a string) was truthy and dropped the box
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "height": 48, "width": 64}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "iscrowd": "0"},
+                            {"id": 8, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "iscrowd": "1"}],
+            "categories": [{"id": 1, "name": "car"}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    (a,) = read_coco(tmp_path / "c.json", tmp_path)
+    assert a.boxes.tolist() == [[0, 0, 5, 5]]
+    coco["annotations"][1]["iscrowd"] = "yes"
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    with pytest.raises(DatasetError, match=r"c.json: annotation 1 \(id 8\): attribute 'iscrowd' is 'yes'"):
+        read_coco(tmp_path / "c.json", tmp_path)
+
+
+def test_bad_boxes_policy_bdd(tmp_path):
+    # 64x48 image; BDD's inclusive max: x2 = 79 -> 80 (16 px out), the 3rd wholly outside, the 4th empty
+    path = _bdd(tmp_path, [_car(10, 10, 20, 20, {"occluded": True}), _car(10, 10, 79, 20, {"occluded": False}),
+                           _car(70, 5, 80, 9), _car(5, 5, 3, 9), _car(1, 2, 3, 4, {"occluded": True})])
+    with pytest.raises(DatasetError, match=r"l.json: frame 0 \(a.jpg\): box 1 \[10.0, 10.0, 80.0, 21.0\] "
+                                           r"\(label 1, car\) lies outside.*image 64x48.*bad_boxes='clip'.*'skip'"):
+        read_bdd100k(path, tmp_path)
+    with pytest.raises(ValueError, match="bad_boxes must be one of"):
+        read_bdd100k(path, tmp_path, bad_boxes="ignore")
+
+    clip = read_bdd100k(path, tmp_path, bad_boxes="clip")
+    (a,) = clip
+    assert a.boxes.tolist() == [[10, 10, 21, 21], [10, 10, 64, 21], [1, 2, 4, 5]]
+    assert a.flags["occluded"].tolist() == [True, False, True] and len(a.labels) == 3
+    assert (clip.box_issues.policy, clip.box_issues.n_clipped, clip.box_issues.n_skipped) == ("clip", 1, 2)
+    assert "clipped to [10.0, 10.0, 64.0, 21.0]" in clip.box_issues.examples[0]
+
+    skip = read_bdd100k(path, tmp_path, bad_boxes="skip")
+    (a,) = skip  # the image stays; the bad boxes go with their labels and flags
+    assert a.boxes.tolist() == [[10, 10, 21, 21], [1, 2, 4, 5]]
+    assert a.flags["occluded"].tolist() == [True, True] and len(a.labels) == 2
+    assert (skip.box_issues.n_clipped, skip.box_issues.n_skipped) == (0, 3)
+    assert "3 dropped" in repr(skip)
+    # a frame whose only box is bad stays, without boxes
+    path = _bdd(tmp_path, [_car(100, 100, 120, 120)], name="m.json")
+    (a,) = read_bdd100k(path, tmp_path, bad_boxes="skip")
+    assert a.boxes.shape == (0, 4) and a.labels.shape == (0,) and a.flags["occluded"].shape == (0,)
+
+
+def test_bad_boxes_policy_stanford_cars_voc_coco(tmp_path, driving):
+    # Stanford Cars .mat: 1-based inclusive; x2 = 90 on an 80 px wide image
+    _image(tmp_path / "cars_train" / "00001.jpg", (80, 60))
+    names = np.empty((1, 1), dtype=object)
+    names[0, 0] = "AM General Hummer SUV 2000"
+    savemat(tmp_path / "cars_meta.mat", {"class_names": names})
+    savemat(tmp_path / "cars_train_annos.mat", {"annotations": _cars_struct([(1, 2, 90, 60, 1, "00001.jpg")])})
+    args = (tmp_path / "cars_train_annos.mat", tmp_path / "cars_train", tmp_path / "cars_meta.mat")
+    with pytest.raises(DatasetError, match=r"cars_train_annos.mat: annotation 0 \(00001.jpg\): box 0 "
+                                           r"\[0.0, 1.0, 90.0, 60.0\] lies outside.*image 80x60.*bad_boxes="):
+        read_stanford_cars(*args)
+    c = read_stanford_cars(*args, bad_boxes="clip")
+    assert c[0].boxes.tolist() == [[0, 1, 80, 60]] and c.box_issues.n_clipped == 1
+    s = read_stanford_cars(*args, bad_boxes="skip")
+    assert s[0].boxes.shape == (0, 4) and s[0].labels.tolist() == [0] and s.box_issues.n_skipped == 1
+
+    # VOC: one exported set, the first object's xmax pushed 30 px out
+    e = export_voc(driving[:2], tmp_path / "voc")
+    xml = e.root / "Annotations" / "000000.xml"
+    text = xml.read_text()
+    i = text.index("<xmax>") + len("<xmax>")
+    j = text.index("</xmax>")
+    xml.write_text(text[:i] + str(int(text[i:j]) + 30 + 48) + text[j:])
+    names_ = driving[0].class_names
+    with pytest.raises(DatasetError, match=r"000000.xml \(000000.jpg\): box 0 .*\(object 0, \w+\) lies outside"
+                                           r".*image 48x48.*bad_boxes="):
+        read_voc(e.annotations, class_names=names_)
+    s = read_voc(e.annotations, class_names=names_, bad_boxes="skip")
+    assert len(s) == 2 and len(s[0].boxes) == len(driving[0].boxes) - 1 == len(s[0].labels)
+    assert all(len(v) == len(s[0].labels) for v in s[0].flags.values())
+    c = read_voc(e.annotations, class_names=names_, bad_boxes="clip")
+    assert c[0].boxes[0, 2] == 48 and c.box_issues.n_clipped == 1
+
+    # COCO: annotation 1 is far outside the 64x48 image
+    _image(tmp_path / "coco" / "a.jpg", (64, 48))
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "height": 48, "width": 64}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "iscrowd": 0},
+                            {"id": 8, "image_id": 1, "category_id": 2, "bbox": [60, 40, 30, 30], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "bus"}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    with pytest.raises(DatasetError, match=r"c.json: image 1 \(a.jpg\): box 1 .*\(annotation 1, id 8\) lies "
+                                           r"outside.*image 64x48"):
+        read_coco(tmp_path / "c.json", tmp_path / "coco")
+    s = read_coco(tmp_path / "c.json", tmp_path / "coco", bad_boxes="skip")
+    assert s[0].labels.tolist() == [0] and s.box_issues.n_skipped == 1
+    c = read_coco(tmp_path / "c.json", tmp_path / "coco", bad_boxes="clip")
+    assert c[0].boxes.tolist() == [[0, 0, 5, 5], [60, 40, 64, 48]] and c[0].labels.tolist() == [0, 1]
+
+
+def _corrupt(path):
+    """A JPEG whose header is intact but whose data stops a third of the way in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def test_decode_verify_lists_every_bad_image_of_a_training_folder(tmp_path, capsys):
+    root = tmp_path / "train"
+    for i in range(3):
+        _image(root / "sub" / f"good{i}.png", (20, 10))
+    for i in range(12):
+        _corrupt(root / f"bad{i:02d}.jpg")
+    # headers only: every file passes and the damage waits for training
+    assert len(read_image_folder(root, recursive=True)) == 15
+    with pytest.raises(DatasetError) as info:
+        read_image_folder(root, recursive=True, verify="decode", progress=True)
+    msg = str(info.value)
+    assert msg.startswith(f"{root}: 12 of 15 images cannot be used (verify='decode')")
+    assert "bad00.jpg: unreadable or truncated image" in msg and "bad09.jpg" in msg
+    assert "bad10.jpg" not in msg and "... and 2 more" in msg and "on_bad='skip'" in msg
+    assert "verify=decode" in capsys.readouterr().err  # the progress bar
+    read = read_image_folder(root, recursive=True, verify="decode", on_bad="skip")
+    assert [a.image.name for a in read] == ["good0.png", "good1.png", "good2.png"]
+    assert len(read.skipped_images) == 12 and read.skipped_images[0].startswith(str(root / "bad00.jpg"))
+    assert read[0].size == (10, 20) and "12 bad images skipped" in repr(read)
+    with pytest.raises(ValueError, match="on_bad must be one of"):
+        read_image_folder(root, on_bad="ignore")
+    # class folders (the Stanford Cars car_data layout) too
+    _image(tmp_path / "cars" / "a" / "1.png")
+    _corrupt(tmp_path / "cars" / "b" / "2.jpg")
+    _image(tmp_path / "cars" / "b" / "3.png")
+    with pytest.raises(DatasetError, match=r"2.jpg: unreadable or truncated.*on_bad='skip'"):
+        read_class_folders(tmp_path / "cars", verify="decode")
+    read = read_class_folders(tmp_path / "cars", verify="decode", on_bad="skip")
+    assert [(a.image.name, int(a.labels[0])) for a in read] == [("1.png", 0), ("3.png", 1)]
+    # an annotated set lists every bad image too, not only the first
+    _corrupt(tmp_path / "b1.jpg")
+    _corrupt(tmp_path / "b2.jpg")
+    (tmp_path / "l.json").write_text(json.dumps([{"name": "b1.jpg"}, {"name": "gone.jpg"}, {"name": "b2.jpg"}]))
+    with pytest.raises(DatasetError, match=r"l.json: 3 of 3 images cannot be used(.|\n)*b1.jpg(.|\n)*gone.jpg: "
+                                           r"image file not found(.|\n)*b2.jpg"):
+        read_bdd100k(tmp_path / "l.json", tmp_path, verify="decode")
+
+
+def test_paper_profile_training_folder_is_decoded_before_training(tmp_path, monkeypatch):
+    from dinosal import zoo
+
+    assert zoo.recipe("dino_driving", "paper").data == "image_folder"
+    _image(tmp_path / "frames" / "ok.png", (40, 40))
+    _corrupt(tmp_path / "frames" / "cut.jpg")
+    monkeypatch.setenv(zoo.DATA_ENV, str(tmp_path))
+    spec = zoo.TrainSpec("image_folder", {"folder": "frames"}, 2, None)
+    with pytest.raises(DatasetError, match=r"cut.jpg: unreadable or truncated"):
+        zoo.training_set(spec)

@@ -198,8 +198,9 @@ def test_checkpoint_is_an_official_layout(tmp_path):
 
 def test_resume_rejects_another_config(tmp_path):
     train_dino(tiny_config(epochs=1), tiny_data(), run_dir=tmp_path)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="another configuration") as err:
         train_dino(tiny_config(epochs=1, lr=0.1), tiny_data(), run_dir=tmp_path)
+    assert str(tmp_path / CHECKPOINT) in str(err.value)  # names the file
 
 
 def test_config_validation_and_help():
@@ -244,3 +245,18 @@ def test_snapshot_steps_leave_other_cache_keys_alone():
     plain = tiny_config()
     assert "snapshot_steps" not in runs.config_dict(plain)
     assert runs.config_key("dino", plain) != runs.config_key("dino", tiny_config(snapshot_steps=(0, 2)))
+
+
+def test_train_step_under_no_grad_trains_and_inference_mode_is_refused():
+    cfg = tiny_config()
+    crops = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)]
+    outside = DinoTrainer(cfg, steps_per_epoch=2)
+    inside = DinoTrainer(cfg, steps_per_epoch=2)
+    row_out = outside.train_step(crops)
+    with torch.no_grad():
+        row_in = inside.train_step(crops)
+    assert row_in["loss"] == pytest.approx(row_out["loss"], rel=1e-6)
+    for a, b in zip(outside.student.parameters(), inside.student.parameters()):
+        torch.testing.assert_close(a, b)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        inside.train_step(crops)

@@ -2,7 +2,9 @@
 
 * :func:`cls_features` -- the backbone's output for each image (for a
   :func:`~dinosal.models.create_vit` network, the final-normed CLS token),
-  L2-normalised, computed in eval mode without gradients.
+  L2-normalised, computed in eval mode without gradients. Images of any size
+  (at least one patch per side) are padded to a multiple of the patch by
+  :func:`~dinosal.features.prepare`, as the feature tap does.
 * :func:`knn_predict` / :func:`knn_accuracy` -- the weighted k-nearest-neighbour
   classifier with which DINO reports its k-NN accuracy: for each test feature,
   the ``k`` training features of highest cosine similarity vote for their
@@ -18,6 +20,10 @@
 Images are ``(H, W, 3)`` uint8 arrays (normalised with ImageNet statistics,
 as DINO does) or :class:`~dinosal.data.synthetic.Sample` objects, or one
 already-normalised ``(B, 3, H, W)`` float tensor.
+
+Empty inputs (no images, no training or test features) and inputs whose
+lengths disagree raise ``ValueError`` naming the argument; no score is
+silently NaN.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.synthetic import Sample, object_mask
-from .features import LastBlockTap, to_batch
+from .features import LastBlockTap, check_input_size, patch_size_of, prepare, to_batch
 from .metrics import box_hits, mass_share, pointing_game
 from .saliency.attention import cls_attention, upsample
 from .saliency.lost import lost
@@ -50,32 +56,65 @@ def _image_of(item, i: int) -> np.ndarray:
     return image
 
 
+def _vit_in(model: torch.nn.Module):
+    """The first submodule with a ``patch_embed`` (the ViT), or None (a backbone without patches)."""
+    return next((m for m in model.modules() if hasattr(m, "patch_embed")), None)
+
+
+def _runs(images, n: int, batch: int):
+    """``(lo, hi, batch tensor)``: up to ``batch`` consecutive images of one size at a time."""
+    if torch.is_tensor(images):
+        for lo in range(0, n, batch):
+            yield lo, min(lo + batch, n), to_batch(images[lo: lo + batch])
+        return
+    lo, run = 0, []
+    for i in range(n):
+        im = _image_of(images[i], i)
+        if run and (len(run) == batch or im.shape != run[0].shape):
+            yield lo, i, to_batch(run)
+            lo, run = i, []
+        run.append(im)
+    yield lo, n, to_batch(run)
+
+
 @torch.no_grad()
-def cls_features(model: torch.nn.Module, images, batch: int = 64) -> torch.Tensor:
+def cls_features(model: torch.nn.Module, images, batch: int = 64, mode: str = "pad") -> torch.Tensor:
     """``(n, D)`` float32 CPU tensor of L2-normalised ``model(x)`` outputs.
 
     model: a backbone whose ``forward`` maps ``(B, 3, H, W)`` to ``(B, D)``
         (a timm ViT with ``num_classes=0``: the normed CLS token). It runs in
         eval mode; its previous mode is restored afterwards.
-    images: a sequence of Samples or ``(H, W, 3)`` uint8 arrays (one size),
-        or a normalised float tensor ``(n, 3, H, W)``.
+    images: a sequence of Samples or ``(H, W, 3)`` uint8 arrays of any sizes
+        (consecutive images of one size share a forward pass), or a
+        normalised float tensor ``(n, 3, H, W)``.
     batch: images per forward pass.
+    mode: how a ViT's input is brought to a multiple of its patch, as the
+        feature tap does (:func:`~dinosal.features.prepare`): ``"pad"``
+        (zeros at the bottom/right after normalisation) or ``"resize"``.
+        An image smaller than one patch, or a size a fixed-``img_size`` model
+        cannot take, raises ``ValueError`` naming the image.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     n = len(images)
     if n == 0:
         raise ValueError("images is empty")
+    vit = _vit_in(model)
+    patch = patch_size_of(vit) if vit is not None else None
     param = next(model.parameters())
     was_training = model.training
     model.eval()
     out = []
     try:
-        for lo in range(0, n, batch):
-            if torch.is_tensor(images):
-                x = to_batch(images[lo: lo + batch])
-            else:
-                x = to_batch([_image_of(images[i], i) for i in range(lo, min(lo + batch, n))])
+        for lo, hi, x in _runs(images, n, batch):
+            if patch is not None:
+                try:
+                    prep = prepare(x, patch, mode)
+                    check_input_size(vit, prep)
+                except ValueError as err:
+                    which = f"images[{lo}]" if hi - lo == 1 else f"images[{lo}:{hi}]"
+                    raise ValueError(f"{which}: {err}") from None
+                x = prep.pixels
             y = model(x.to(param.device, param.dtype))
             if y.ndim != 2:
                 raise ValueError(f"model output must be (B, D), got {tuple(y.shape)}; is num_classes=0?")
@@ -83,6 +122,15 @@ def cls_features(model: torch.nn.Module, images, batch: int = 64) -> torch.Tenso
     finally:
         model.train(was_training)
     return torch.cat(out)
+
+
+def _feats(x, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).float()
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be (n, D) features, got shape {tuple(t.shape)}")
+    if len(t) == 0:
+        raise ValueError(f"{name} is empty (0 rows); k-NN needs at least one {name.split('_')[0]} feature")
+    return t
 
 
 def _labels(y, n: int, name: str) -> torch.Tensor:
@@ -104,11 +152,14 @@ def knn_predict(train_feats, train_labels, test_feats, k: int = 20, T: float = 0
     (``torch.topk``), each votes ``exp(cos / T)`` for its class, and the
     class with the largest total wins; ties go to the lowest class index.
     ``num_classes`` defaults to ``max(train_labels) + 1``; ``chunk`` test
-    rows are scored at a time (memory ``chunk * n``).
+    rows are scored at a time (memory ``chunk * n``). Empty ``train_feats``
+    or ``test_feats`` raise ``ValueError``.
     """
-    a = torch.as_tensor(train_feats).float()
-    b = torch.as_tensor(test_feats).float()
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+    a = _feats(train_feats, "train_feats")
+    b = _feats(test_feats, "test_feats")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if a.shape[1] != b.shape[1]:
         raise ValueError(f"train_feats (n, D) and test_feats (m, D) must share D, "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
     y = _labels(train_labels, len(a), "train_labels")
@@ -125,14 +176,19 @@ def knn_predict(train_feats, train_labels, test_feats, k: int = 20, T: float = 0
         sim, idx = (b[lo: lo + chunk] @ a.T).topk(k, dim=1)
         votes = torch.zeros(len(sim), c).scatter_add_(1, y[idx], (sim / T).exp())
         preds.append(votes.argmax(dim=1))
-    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+    return torch.cat(preds)
 
 
 def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int = 20, T: float = 0.07,
                  num_classes: int | None = None) -> float:
-    """Top-1 accuracy in [0, 1] of :func:`knn_predict` against ``test_labels`` ``(m,)``."""
-    y_test = _labels(test_labels, len(test_feats), "test_labels")
-    pred = knn_predict(train_feats, train_labels, test_feats, k=k, T=T, num_classes=num_classes)
+    """Top-1 accuracy in [0, 1] of :func:`knn_predict` against ``test_labels`` ``(m,)``.
+
+    An empty test set raises ``ValueError`` (an accuracy over no images is undefined);
+    ``test_labels`` must have one label per row of ``test_feats``.
+    """
+    b = _feats(test_feats, "test_feats")
+    y_test = _labels(test_labels, len(b), "test_labels")
+    pred = knn_predict(train_feats, train_labels, b, k=k, T=T, num_classes=num_classes)
     return float((pred == y_test).float().mean())
 
 
@@ -186,6 +242,9 @@ def localisation_scores(model: torch.nn.Module, samples: Sequence[Sample], k: in
             if f.attn is None:
                 raise ValueError("model has no CLS token; CLS attention is undefined")
             (h, w), p, n_patch = f.image_size, f.patch_size, f.grid[0] * f.grid[1]
+            if n_patch < 2:
+                raise ValueError(f"samples[{lo}]: an image of (H, W) = ({h}, {w}) px with patch {p} gives "
+                                 f"{n_patch} patch; LOST needs at least 2 (e.g. {p} x {2 * p} px)")
             keys = f.patches("k")
             for j in range(len(chunk)):
                 boxes.append(lost(keys[j], f.grid, p, (h, w), k=min(k, n_patch)).box)
@@ -230,8 +289,11 @@ def baseline_corlocs(samples: Sequence[Sample], patch: int, k: int = 100,
     out: dict[str, float] = {}
     for name, centred in (("pixels_centred", True), ("pixels_raw", False)):
         boxes = []
-        for s in samples:
-            f, grid = pixel_features(s.image, patch, centred)
+        for i, s in enumerate(samples):
+            try:
+                f, grid = pixel_features(s.image, patch, centred)
+            except ValueError as err:
+                raise ValueError(f"samples[{i}]: {err}") from None
             boxes.append(lost(f, grid, patch, s.image.shape[:2], k=min(k, grid[0] * grid[1])).box)
         out[name] = float(box_hits(np.stack(boxes), gts).mean())
     truths = [truth_of(s) for s in samples]

@@ -44,6 +44,7 @@ __all__ = [
     "prepare",
     "to_batch",
     "patch_size_of",
+    "check_input_size",
 ]
 
 MODES = ("pad", "resize")
@@ -187,6 +188,25 @@ def patch_size_of(model) -> int:
     return int(ps[0])
 
 
+def check_input_size(model, prep: Prepared) -> None:
+    """Raise ``ValueError`` if ``model`` (a timm ViT) cannot take ``prep.pixels``.
+
+    A ViT created with a fixed ``img_size`` (``dynamic_img_size=False``)
+    accepts only that size; timm would stop with a bare ``AssertionError``.
+    The message names both sizes and the cure.
+    """
+    if getattr(model, "dynamic_img_size", False):
+        return
+    fixed = tuple(getattr(getattr(model, "patch_embed", None), "img_size", ()) or ())
+    got = tuple(int(s) for s in prep.pixels.shape[-2:])
+    if fixed and got != fixed:
+        raise ValueError(
+            f"model has a fixed img_size {fixed} but the input is {got} (an image of (H, W) = "
+            f"{prep.original_size} brought to a multiple of the patch {prep.patch}); "
+            "create it with dynamic_img_size=True"
+        )
+
+
 class LastBlockTap:
     """Hooks on the last block of a timm ViT; call it on images to get features.
 
@@ -270,14 +290,7 @@ class LastBlockTap:
         return self._collect(prep, want)
 
     def _check_size(self, prep: Prepared) -> None:
-        if getattr(self.model, "dynamic_img_size", False):
-            return
-        fixed = tuple(getattr(self.model.patch_embed, "img_size", ()) or ())
-        if fixed and tuple(prep.pixels.shape[-2:]) != fixed:
-            raise ValueError(
-                f"model has a fixed img_size {fixed} but the input is {tuple(prep.pixels.shape[-2:])}; "
-                "create it with dynamic_img_size=True"
-            )
+        check_input_size(self.model, prep)
 
     def _collect(self, prep: Prepared, want_attn: bool) -> LastBlockFeatures:
         qkv, tokens = self._store["qkv"], self._store["tokens"]

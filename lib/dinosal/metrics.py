@@ -14,6 +14,10 @@ on the same pixel grid.
   tolerance in px)?
 * :func:`average_precisions`, :func:`map_score`: per-class AP and mAP of
   multi-label scores (scikit-learn).
+
+A score that averages over images (CorLoc, mAP) raises ``ValueError`` naming
+the argument on an empty input rather than returning NaN; inputs whose
+lengths disagree raise too.
 """
 
 from __future__ import annotations
@@ -86,7 +90,14 @@ def box_hits(pred_boxes, gt_boxes: Sequence, thr: float = 0.5) -> np.ndarray:
 
 
 def corloc(pred_boxes, gt_boxes: Sequence, thr: float = 0.5) -> float:
-    """CorLoc: the fraction of images whose box has IoU >= thr with any GT box."""
+    """CorLoc: the fraction of images whose box has IoU >= thr with any GT box.
+
+    No images (empty ``pred_boxes`` / ``gt_boxes``) raises ``ValueError``:
+    the fraction is undefined.
+    """
+    if np.size(pred_boxes) == 0 or len(gt_boxes) == 0:
+        raise ValueError(f"corloc needs at least one image; pred_boxes has shape {np.shape(pred_boxes)} "
+                         f"and gt_boxes {len(gt_boxes)} images")
     return float(box_hits(pred_boxes, gt_boxes, thr).mean())
 
 
@@ -192,6 +203,8 @@ def average_precisions(y_true, scores) -> np.ndarray:
     y, s = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape or y.ndim != 2:
         raise ValueError(f"y_true and scores must both be (n, C), got {y.shape} and {s.shape}")
+    if y.shape[0] == 0 or y.shape[1] == 0:
+        raise ValueError(f"y_true and scores are empty, shape {y.shape}; AP needs at least one image and one class")
     if not np.isin(y, (0, 1)).all():
         raise ValueError("y_true must be multi-hot (0/1)")
     if not np.isfinite(s).all():

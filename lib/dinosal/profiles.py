@@ -3,15 +3,29 @@
 Each chapter has a frozen dataclass of parameters (``profile`` plus knobs a
 reader may change) and a table ``{profile: {field: value}}``. Fields with a
 default need no entry; a table entry overrides the default for that profile.
+Every field is declared with :func:`dinosal.config.param`: its annotation is
+its type, and it carries a help text and the range or choices it accepts;
+checks between fields are in the dataclass's ``__post_init__``. The tables
+are checked against them when they are registered.
 Add a chapter by writing its dataclass and one ``register_chapter`` call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
-from .config import register_chapter
+from .config import param, register_chapter, require
+
+# Side limits of the procedural benchmark's images (dinosal.data.synthetic.MIN_SIZE, MAX_SIZE; importing
+# the generators here would make every parameters cell import them; tests/test_config.py checks they agree).
+SYNTHETIC_SIZE = (32, 512)
+# The named ViT sizes of dinosal.models.create_vit (models.VIT_SIZES; checked in tests/test_config.py).
+VIT_NAMES = ("tiny", "small", "base")
+
+
+def _image_size(default: int, help: str):
+    return param(default, help, min=SYNTHETIC_SIZE[0], max=SYNTHETIC_SIZE[1])
 
 
 @dataclass(frozen=True)
@@ -19,13 +33,14 @@ class BenchmarkParams:
     """Chapter ``benchmark``: the procedural benchmark's gallery and statistics."""
 
     profile: str
-    seed: int = 0
-    image_size: int = 128          # px, square
-    n_gallery: int = 8             # images drawn per generator in the gallery
-    n_stats: int = 400             # images per set for the statistics
-    n_contrast: int = 60           # images per camouflage level for the pixel-contrast proxy
-    n_export: int = 8              # images per format in the export round trip
-    data_root: Optional[str] = None  # where exported sets are written (None: temp dir)
+    seed: int = param(0, "dataset seed of every generator", min=0)
+    image_size: int = _image_size(128, "px, square")
+    n_gallery: int = param(8, "images drawn per generator in the gallery", min=1)
+    n_stats: int = param(400, "images per set for the statistics", min=1)
+    n_contrast: int = param(60, "images per camouflage level for the pixel-contrast proxy", min=1)
+    n_export: int = param(8, "images per format in the export round trip", min=1)
+    export_dir: Optional[str] = param(None, "output folder the book owns for exported sets; None: a fresh "
+                                            "temporary folder")
 
 
 register_chapter(
@@ -120,6 +135,22 @@ init) is implied for every profile; its network is that of the profile's
 first trained recipe."""
 
 
+def zoo_models(profile: str) -> tuple[str, ...]:
+    """The recipes of ``profile``: the models the zoo trains or loads (``zoo.names`` without ``"random"``)."""
+    return tuple(DINO_RECIPES[profile])
+
+
+def zoo_names(profile: str) -> tuple[str, ...]:
+    """Every zoo name of ``profile``, ``"random"`` first (what ``zoo.names(profile)`` returns)."""
+    return ("random",) + zoo_models(profile)
+
+
+def _patches(profile: str, models) -> set[int]:
+    """Patch sizes of the trained recipes among ``models`` (None: all) of ``profile``."""
+    return {r.train["patch"] for name, r in DINO_RECIPES[profile].items()
+            if (models is None or name in models) and "patch" in r.train}
+
+
 # --------------------------------------------------------------------------
 # Chapter "training": the zoo's DINO models, trained (or found in the run
 # cache), their curves, attention emergence and the recipe's bar.
@@ -138,15 +169,24 @@ class TrainingParams:
     """
 
     profile: str
-    models: Optional[list] = None    # zoo names to train and show (None: every trained model of the profile)
-    eval_size: int = 128             # px of the held-out images (a multiple of the patch)
-    n_eval: int = 200                # held-out images with objects, per model, for the scores
-    n_strip: int = 4                 # images in the attention-emergence strip
-    n_knn: int = 500                 # images per k-NN split (train and test) for each monitor
-    knn_k: int = 20
-    k: int = 100                     # LOST: lowest-degree patches (clamped to the patch count)
-    num_workers: int = 1             # data-loader workers while training (results do not depend on it)
-    threads: Optional[int] = 1       # torch threads while training (None: torch's default)
+    models: Optional[list[str]] = param(None, "zoo names to train and show (None: every model of the profile "
+                                              "but 'random')", choices=zoo_models)
+    eval_size: int = _image_size(128, "px of the held-out images (a multiple of the models' patch)")
+    n_eval: int = param(200, "held-out images with objects, per model, for the scores", min=1)
+    n_strip: int = param(4, "images in the attention-emergence strip (at most n_eval)", min=1)
+    n_knn: int = param(500, "images per k-NN split (train and test) for each monitor", min=1)
+    knn_k: int = param(20, "neighbours of the k-NN classifier (at most n_knn)", min=1)
+    k: int = param(100, "LOST: lowest-degree patches (clamped to the patch count)", min=1)
+    num_workers: int = param(1, "data-loader workers while training (results do not depend on it)", min=0)
+    threads: Optional[int] = param(1, "torch threads while training (None: torch's default)", min=1)
+
+    def __post_init__(self):
+        require(self.n_strip <= self.n_eval, "n_strip", self.n_strip,
+                f"at most n_eval = {self.n_eval} (the strip shows held-out images)")
+        require(self.knn_k <= self.n_knn, "knn_k", self.knn_k, f"at most n_knn = {self.n_knn}")
+        for p in sorted(_patches(self.profile, self.models)):
+            require(self.eval_size % p == 0, "eval_size", self.eval_size,
+                    f"a multiple of the models' patch ({p} px) in {SYNTHETIC_SIZE[0]}..{SYNTHETIC_SIZE[1]}")
 
 
 register_chapter(
@@ -179,29 +219,47 @@ class TheoryParams:
     """
 
     profile: str
-    seed: int = 0
-    steps: int = 200                 # DINO steps per variant
-    epochs: int = 4                  # step-based epochs (lr warmup, last-layer freeze: 1 epoch)
-    image_size: int = 48             # global crop side = image side, px
-    arch: tuple = (96, 4, 3)         # ViT (width, depth, heads) or "small"
-    patch: int = 8
-    out_dim: int = 512               # K, the head's output units
-    head_hidden: int = 512
-    head_bottleneck: int = 128
-    batch_size: int = 32
-    n_local: int = 4                 # local crops per image
-    local_size: int = 24             # local crop side, px
-    crops_preset: str = "weak"       # "weak" colour augmentation for small runs, "official" for the paper
-    lr: float = 4e-3                 # base lr at batch 256
-    momentum_teacher: float = 0.99   # EMA start, cosine to 1
-    n_train: int = 20_000            # ObjectWorld images in the training set
-    n_knn: int = 500                 # SingleVehicles images per k-NN set (train and test)
-    knn_k: int = 20
-    n_eval: int = 200                # held-out ObjectWorld images for localisation
-    num_workers: int = 1             # data-loader workers (results do not depend on it)
-    threads: Optional[int] = 1       # torch threads (None: torch's default); 1 leaves a core to the loader
-    data_root: Optional[str] = None  # paper: folder holding data_folder (real training images)
-    data_folder: str = "imagenet/train"
+    seed: int = param(0, "seed of the networks, the data and the toy examples", min=0)
+    steps: int = param(200, "DINO steps per variant", min=1)
+    epochs: int = param(4, "step-based epochs (lr warmup, last-layer freeze: 1 epoch); at most steps", min=1)
+    image_size: int = _image_size(48, "global crop side = image side, px (a multiple of patch)")
+    arch: Union[str, tuple[int, int, int]] = param(
+        (96, 4, 3), "ViT (width, depth, heads), width divisible by heads, or a named size",
+        choices=VIT_NAMES, min=1)
+    patch: int = param(8, "ViT patch side, px", min=1)
+    out_dim: int = param(512, "K, the head's output units", min=2)
+    head_hidden: int = param(512, "hidden width of the head MLP", min=1)
+    head_bottleneck: int = param(128, "width of the head's bottleneck", min=1)
+    batch_size: int = param(32, "images per step (DINO needs at least 2; at most n_train)", min=2)
+    n_local: int = param(4, "local crops per image (0: global crops only)", min=0)
+    local_size: int = param(24, "local crop side, px (a multiple of patch, at most image_size)", min=1)
+    crops_preset: str = param("weak", "'weak' colour augmentation for small runs, 'official' for the paper",
+                              choices=("weak", "official"))
+    lr: float = param(4e-3, "base lr at batch 256", gt=0)
+    momentum_teacher: float = param(0.99, "EMA start, cosine to 1", min=0, max=1)
+    n_train: int = param(20_000, "ObjectWorld images in the training set", min=1)
+    n_knn: int = param(500, "SingleVehicles images per k-NN set (train and test)", min=1)
+    knn_k: int = param(20, "neighbours of the k-NN classifier (at most n_knn)", min=1)
+    n_eval: int = param(200, "held-out ObjectWorld images for localisation", min=1)
+    num_workers: int = param(1, "data-loader workers (results do not depend on it)", min=0)
+    threads: Optional[int] = param(1, "torch threads (None: torch's default); 1 leaves a core to the loader",
+                                   min=1)
+    data_root: Optional[str] = param(None, "paper: folder holding data_folder (real training images; input "
+                                           "only)")
+    data_folder: str = param("imagenet/train", "folder of training images under data_root")
+
+    def __post_init__(self):
+        require(self.epochs <= self.steps, "epochs", self.epochs,
+                f"at most steps = {self.steps} (every epoch needs a step)")
+        require(self.image_size % self.patch == 0, "image_size", self.image_size,
+                f"a multiple of patch = {self.patch} in {SYNTHETIC_SIZE[0]}..{SYNTHETIC_SIZE[1]}")
+        require(self.local_size % self.patch == 0 and self.local_size <= self.image_size, "local_size",
+                self.local_size, f"a multiple of patch = {self.patch}, at most image_size = {self.image_size}")
+        if isinstance(self.arch, tuple):
+            width, _, heads = self.arch
+            require(width % heads == 0, "arch", self.arch, "(width, depth, heads) with width divisible by heads")
+        require(self.batch_size <= self.n_train, "batch_size", self.batch_size, f"at most n_train = {self.n_train}")
+        require(self.knn_k <= self.n_knn, "knn_k", self.knn_k, f"at most n_knn = {self.n_knn}")
 
 
 register_chapter(
@@ -238,19 +296,26 @@ class SaliencyParams:
     """
 
     profile: str
-    seed: int = 1000                 # dataset seed of the held-out images
-    n_eval: int = 200                # held-out images with objects, per set, for the metric tables
-    n_show: int = 3                  # driving scenes drawn in the paper-style figures (world: n_show - 1)
-    image_size: int = 128            # px, square synthetic images (paper: short side of BDD100K frames)
-    k: int = 100                     # LOST: lowest-degree patches (clamped to the number of patches)
-    tau: float = 0.2                 # TokenCut: graph threshold
-    n_tau: int = 60                  # images per set in the tau sweep
-    timing_side: int = 28            # TokenCut solver timing on a side x side grid (N = side**2)
-    n_explorer: int = 6              # images offered by the explorer
-    models: Optional[list] = None    # zoo names to show (None: zoo.names(profile))
-    data_root: Optional[str] = None  # paper: folder holding bdd_labels and bdd_images
-    bdd_labels: str = "bdd100k/labels/det_20/det_val.json"
-    bdd_images: str = "bdd100k/images/100k/val"
+    seed: int = param(1000, "dataset seed of the held-out images (not a training seed)", min=0)
+    n_eval: int = param(200, "held-out images with objects, per set, for the metric tables", min=1)
+    n_show: int = param(3, "driving scenes drawn in the paper-style figures (world: n_show - 1)", min=1)
+    image_size: int = param(128, "px, square synthetic images (at most 512; with data_root: short side of "
+                                 "BDD100K frames)", min=SYNTHETIC_SIZE[0])
+    k: int = param(100, "LOST: lowest-degree patches (clamped to the number of patches)", min=1)
+    tau: float = param(0.2, "TokenCut: graph threshold on cosine similarity", min=0, max=1)
+    n_tau: int = param(60, "images per set in the tau sweep", min=1)
+    timing_side: int = param(28, "TokenCut solver timing on a side x side grid (N = side**2)", min=2)
+    n_explorer: int = param(6, "images offered by the explorer", min=1)
+    models: Optional[list[str]] = param(None, "zoo names to show (None: zoo.names(profile))", choices=zoo_names)
+    data_root: Optional[str] = param(None, "paper: folder holding bdd_labels and bdd_images (input only)")
+    bdd_labels: str = param("bdd100k/labels/det_20/det_val.json", "BDD100K detection labels under data_root")
+    bdd_images: str = param("bdd100k/images/100k/val", "BDD100K images under data_root")
+
+    def __post_init__(self):
+        if self.data_root is None:
+            require(self.image_size <= SYNTHETIC_SIZE[1], "image_size", self.image_size,
+                    f"{SYNTHETIC_SIZE[0]}..{SYNTHETIC_SIZE[1]} px for generated images (larger only for "
+                    "BDD100K frames, with data_root)")
 
 
 register_chapter(

@@ -159,11 +159,17 @@ def pixel_features(image: np.ndarray, patch: int, centred: bool = False) -> tupl
     Each patch's ImageNet-normalised RGB values (channel-major), after
     zero-padding to a multiple of the patch as for the network;
     ``centred=True`` subtracts the image's mean feature, so that dot products
-    can be negative (LOST's degree counts positive ones).
+    can be negative (LOST's degree counts positive ones). An image smaller
+    than one patch per side, or of fewer than 2 patches, raises ``ValueError``
+    naming its size, the patch and the minimum.
     """
     p = int(patch)
     x = to_batch(image)
     h, w = x.shape[-2:]
+    if p < 1 or h < p or w < p or -(-h // p) * -(-w // p) < 2:
+        raise ValueError(f"image of (H, W) = ({h}, {w}) px is too small for the pixel baseline with patch {p}: "
+                         f"it needs at least one patch per side and 2 patches in all (at least {p} x {2 * p} "
+                         f"or {2 * p} x {p} px)")
     x = torch.nn.functional.pad(x, (0, -w % p, 0, -h % p))
     grid = (x.shape[-2] // p, x.shape[-1] // p)
     f = torch.nn.functional.unfold(x, kernel_size=p, stride=p)[0].T  # (N, 3pp), row-major patches

@@ -36,12 +36,13 @@ from . import runs
 from .data.multicrop import MultiCropConfig
 from .models import create_vit, load_dino_backbone, load_dino_timm, official_weights_path
 from .profiles import DINO_RECIPES, DinoRecipe
-from .train.dino import CHECKPOINT, LOG_CSV, SNAPSHOT_DIR, DinoConfig, train_dino
+from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, DinoConfig, train_dino
 
-__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "get", "snapshots", "held_out_samples",
-           "describe", "DATA_ENV"]
+__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "train_cached", "model_key", "data_identity", "get",
+           "snapshots", "held_out_samples", "describe", "DATA_ENV"]
 
 DATA_ENV = "DINOSAL_DATA"
+DINO_KIND = "dino"
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,22 @@ class ModelCard:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """The resolved training configuration: the cache key of a DINO model."""
+    """The resolved training configuration: the cache key of a DINO model.
+
+    ``data_identity``: what the training data is, beyond its config. For
+    generated data the config itself carries the generator's version (see
+    :data:`dinosal.data.synthetic.GENERATOR_VERSION`), so this stays ``None``;
+    for an image folder it is :func:`dinosal.runs.files_fingerprint` of the
+    files training reads (resolved path, names, sizes, mtimes), filled in by
+    :func:`train_cached`. Two folders of one name under different roots, or a
+    folder with files added, give different keys.
+    """
 
     data: str
     data_config: Any
     n_train: int
     dino: DinoConfig
+    data_identity: Optional[dict] = None
 
 
 def names(profile: str) -> list[str]:
@@ -115,10 +126,30 @@ def train_spec(r: DinoRecipe, **train_overrides) -> TrainSpec:
 
 
 def _canonical(spec: TrainSpec) -> TrainSpec:
-    """The spec with run-control fields at fixed values (they do not change results)."""
-    dino = dataclasses.replace(spec.dino, num_workers=0, threads=None, checkpoint_every=0, stop_at_step=None,
-                               progress=True, device="auto")
-    return dataclasses.replace(spec, dino=dino)
+    """The spec with the run-control fields (:data:`~dinosal.train.dino.RUN_CONTROL_FIELDS`,
+    which do not change results) at their defaults, and the data identity filled in."""
+    defaults = {f.name: f.default for f in dataclasses.fields(DinoConfig) if f.name in RUN_CONTROL_FIELDS}
+    dino = dataclasses.replace(spec.dino, **defaults)
+    return dataclasses.replace(spec, dino=dino, data_identity=data_identity(spec))
+
+
+def _folder_root(spec: TrainSpec) -> Path:
+    root = os.environ.get(DATA_ENV)
+    if not root:
+        raise RuntimeError(f"zoo: data 'image_folder' needs ${DATA_ENV} (the folder holding the datasets)")
+    return Path(root) / spec.data_config["folder"]
+
+
+def data_identity(spec: TrainSpec) -> Optional[dict]:
+    """What enters a key besides the configs: ``None`` for generated data
+    (the generator version rides on the data config), the files'
+    fingerprint for an image folder (see :class:`TrainSpec`)."""
+    if spec.data != "image_folder":
+        return None
+    from .data.readers import image_files
+
+    folder = _folder_root(spec)
+    return runs.files_fingerprint(folder, image_files(folder, recursive=True))
 
 
 class _FolderImages:
@@ -142,23 +173,25 @@ def training_set(spec: TrainSpec):
         return ObjectWorld(spec.data_config)
     if spec.data == "driving":
         return DrivingScenes(spec.data_config)
-    root = os.environ.get(DATA_ENV)
-    if not root:
-        raise RuntimeError(f"zoo: data 'image_folder' needs ${DATA_ENV} (the folder holding the datasets)")
     from .data.readers import read_image_folder
 
-    return _FolderImages(read_image_folder(Path(root) / spec.data_config["folder"], recursive=True))
+    # decode every image once before training: a corrupt file is named now, not hours in
+    return _FolderImages(read_image_folder(_folder_root(spec), recursive=True, verify="decode"))
 
 
 def train_cached(spec: TrainSpec, rebuild: bool = False) -> Path:
     """Train (or find) the DINO model of ``spec``; returns its cache directory
     (``checkpoint.pth``, ``log.csv``, ``manifest.json``)."""
     key_spec = _canonical(spec)
-    key = runs.config_key("dino", key_spec)
+    key = runs.config_key(DINO_KIND, key_spec)
 
     def build(tmp: Path) -> dict:
         work = tmp.parent / f"{key}.work"
-        result = train_dino(spec.dino, training_set(spec), run_dir=work)
+        images = training_set(spec)
+        if spec.data == "image_folder" and data_identity(spec) != key_spec.data_identity:
+            raise RuntimeError(f"zoo: the files under {_folder_root(spec)} changed while the run was being "
+                               "keyed; run again")
+        result = train_dino(spec.dino, images, run_dir=work)
         for f in (CHECKPOINT, LOG_CSV, SNAPSHOT_DIR):
             if (work / f).exists():
                 shutil.move(str(work / f), str(tmp / f))
@@ -167,12 +200,20 @@ def train_cached(spec: TrainSpec, rebuild: bool = False) -> Path:
         return {"training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),
                              "final": {k: last.get(k) for k in ("loss", "teacher_entropy", "kl")}}}
 
-    return runs.cached("dino", key_spec, build, rebuild=rebuild)
+    return runs.cached(DINO_KIND, key_spec, build, rebuild=rebuild)
+
+
+def model_key(spec: TrainSpec) -> str:
+    """The run-cache key of the DINO model ``spec`` trains: everything that
+    changes the weights (data config with the generator version, or the image
+    folder's fingerprint; every :class:`DinoConfig` field but the run-control
+    ones), nothing else."""
+    return runs.config_key(DINO_KIND, _canonical(spec))
 
 
 def _net(r: DinoRecipe) -> dict:
     t = DinoConfig(**{k: v for k, v in r.train.items()})
-    return dict(arch=t.arch, patch=t.patch, img_size=t.img_size, seed=t.seed)
+    return dict(arch=t.arch, patch=t.patch, img_size=t.img_size, seed=t.seed, pos_interp=t.pos_interp)
 
 
 def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, ModelCard]:
@@ -190,7 +231,8 @@ def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, Mo
         with torch.random.fork_rng(devices=[]):
             # the same seed as DinoTrainer: these are the weights DINO starts from
             torch.manual_seed(net["seed"])
-            model = create_vit(net["arch"], patch=net["patch"], img_size=net["img_size"]).eval()
+            model = create_vit(net["arch"], patch=net["patch"], img_size=net["img_size"],
+                               pos_interp=net["pos_interp"]).eval()
         return model, ModelCard(name, profile, "random", net["arch"], net["patch"], net["img_size"],
                                 "nothing (random init)", 0, 0.0, None)
     r = recipe(name, profile)

@@ -7,7 +7,9 @@
 """
 
 from .export import (
+    MARKER,
     Exported,
+    is_export,
     export_bdd100k,
     export_class_folders,
     export_coco,
@@ -15,7 +17,13 @@ from .export import (
     export_voc,
 )
 from .readers import (
+    BAD_BOXES,
     BDD_CLASSES,
+    ON_BAD,
+    VERIFY,
+    BoxIssues,
+    image_files,
+    parse_flag,
     VOC_CLASSES,
     AnnotatedSet,
     Annotation,
@@ -55,8 +63,9 @@ __all__ = [
     "Sample", "SampleDataset", "SingleVehicles", "VehicleConfig", "WorldConfig", "load_cached",
     "object_mask", "object_table", "part_masks", "pixel_contrast", "presence_table", "save_cached",
     # readers
-    "BDD_CLASSES", "VOC_CLASSES", "AnnotatedSet", "Annotation", "DatasetError", "load_rgb",
+    "BAD_BOXES", "BDD_CLASSES", "ON_BAD", "VERIFY", "BoxIssues", "image_files", "parse_flag",
+    "VOC_CLASSES", "AnnotatedSet", "Annotation", "DatasetError", "load_rgb",
     "read_bdd100k", "read_class_folders", "read_coco", "read_image_folder", "read_stanford_cars", "read_voc",
     # export
-    "Exported", "export_bdd100k", "export_class_folders", "export_coco", "export_stanford_cars", "export_voc",
+    "MARKER", "is_export", "Exported", "export_bdd100k", "export_class_folders", "export_coco", "export_stanford_cars", "export_voc",
 ]

@@ -3,10 +3,26 @@
 Each exporter takes a sequence of :class:`~dinosal.data.synthetic.Sample`
 (e.g. ``generator[:200]``), writes everything into a temporary sibling
 folder and renames it to ``root`` only when all files are written, so a
-failure never leaves a half-written dataset. An existing ``root`` is an
-error unless ``overwrite=True``. Each returns :class:`Exported`, whose
-``annotations`` and ``images`` are what the matching reader in
+failure never leaves a half-written dataset. Each returns :class:`Exported`,
+whose ``annotations`` and ``images`` are what the matching reader in
 :mod:`dinosal.data.readers` takes.
+
+An exporter never deletes or overwrites what it did not write. Every export
+folder carries a marker file, ``.dinosal-export`` (JSON: the exporter, the
+library version, the time, and the path and size of every file written);
+the readers skip it as a hidden file. ``root`` may be
+
+* missing or an empty folder: the export takes its place;
+* an earlier export (it carries the marker and holds only files the marker
+  lists, at their recorded sizes): an error unless ``overwrite=True``, which
+  moves it aside, renames the new export into place, then removes the old;
+* anything else -- a file, a symbolic link, a folder without the marker, an
+  export to which other files were added: always :class:`FileExistsError`,
+  and nothing on disk changes.
+
+Nothing beside ``root`` is touched: the temporary folders are new hidden
+siblings (``.<name>.tmp-*``, ``.<name>.old-*``) that are gone when the call
+returns.
 
 Box conversions are the inverse of the readers' (library boxes are 0-based,
 exclusive max): BDD100K ``box2d`` gets ``x2 - 1, y2 - 1`` (inclusive max);
@@ -21,6 +37,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +46,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from ..runs import AtomicWriteError, write_failed
 from .readers import BDD_ALIASES, BDD_CLASSES
 from .synthetic import Sample
 
@@ -51,27 +69,130 @@ class Exported:
     n: int
 
 
-@contextlib.contextmanager
-def _atomic_dir(root: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``root`` when the block succeeds."""
+MARKER = ".dinosal-export"
+"""Name of the marker file every exporter writes into the folder it creates."""
+
+
+def _marker_files(root: Path) -> dict | None:
+    """The ``files`` table of ``root``'s marker, or None without a valid marker."""
+    marker = root / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(info, dict) and str(info.get("written_by", "")).startswith(f"{__name__}.")
+          and isinstance(info.get("files"), dict))
+    return info["files"] if ok else None
+
+
+def _unlisted(root: Path, files: dict) -> list[str]:
+    """Paths under ``root`` (relative, sorted) that the marker's ``files`` do not
+    account for: unlisted files, files of another size, links, other objects."""
+    extra = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in dirnames + filenames:
+            p = here / name
+            rel = p.relative_to(root).as_posix()
+            if rel == MARKER or (p.is_dir() and not p.is_symlink()):
+                continue
+            if p.is_symlink() or not p.is_file() or files.get(rel) != p.stat().st_size:
+                extra.append(rel)
+    return sorted(extra)
+
+
+def is_export(root) -> bool:
+    """True if ``root`` is a folder written by an exporter of this module and
+    holds nothing else (the folders that ``overwrite=True`` may replace)."""
     root = Path(root)
-    if root.exists() and not overwrite:
-        raise FileExistsError(f"{root}: already exists (pass overwrite=True to replace it)")
+    if root.is_symlink() or not root.is_dir():
+        return False
+    files = _marker_files(root)
+    return files is not None and not _unlisted(root, files)
+
+
+def _target_state(root: Path, overwrite: bool) -> str:
+    """``"missing"``, ``"empty"`` or ``"export"``; raises ``FileExistsError`` for
+    every target the exporter must not replace (see the module doc)."""
+    unchanged = "nothing was changed"
+    if root.is_symlink():
+        raise FileExistsError(f"{root}: is a symbolic link; exporters neither write through nor replace links "
+                              f"({unchanged}). Export into a new or empty folder.")
+    if not root.exists():
+        return "missing"
+    if not root.is_dir():
+        raise FileExistsError(f"{root}: is a file, not written by dinosal ({unchanged}). "
+                              "Export into a new or empty folder.")
+    entries = sorted(p.name for p in root.iterdir())
+    if not entries:
+        return "empty"
+    files = _marker_files(root)
+    if files is None:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise FileExistsError(f"{root}: not written by dinosal (no {MARKER} marker; it holds {shown}); "
+                              f"{unchanged}. Export into a new or empty folder.")
+    extra = _unlisted(root, files)
+    if extra:
+        shown = ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else "")
+        raise FileExistsError(f"{root}: an earlier dinosal export, but it holds files the export did not write "
+                              f"or that changed since ({shown}); {unchanged}. Move them out or export elsewhere.")
+    if not overwrite:
+        raise FileExistsError(f"{root}: already holds a dinosal export (pass overwrite=True to replace it)")
+    return "export"
+
+
+def _write_marker(folder: Path, writer: str) -> None:
+    from .. import __version__
+
+    files = {p.relative_to(folder).as_posix(): p.stat().st_size
+             for p in sorted(folder.rglob("*")) if p.is_file()}
+    info = {"written_by": f"{__name__}.{writer}", "dinosal_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}
+    (folder / MARKER).write_text(json.dumps(info, indent=1))
+
+
+def _swap(tmp: Path, root: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``root``; an earlier export there goes away."""
+    if _target_state(root, overwrite) != "export":
+        # rename(2) onto a missing name or an empty folder; it fails, changing
+        # nothing, if something appeared there meanwhile
+        os.replace(tmp, root)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+    os.replace(root, old / "data")
+    try:
+        os.replace(tmp, root)
+    except BaseException:
+        os.replace(old / "data", root)
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _atomic_dir(root, overwrite: bool, writer: str) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``root`` (marked as written by
+    ``writer``) when the block succeeds; see the module doc for what ``root``
+    may be."""
+    root = Path(root)
+    _target_state(root, overwrite)
     if not root.parent.is_dir():
         raise FileNotFoundError(f"{root.parent}: parent folder does not exist")
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         yield tmp
-    except BaseException:
+        _write_marker(tmp, writer)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is private (0700); an export is not
+        _swap(tmp, root, overwrite)
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and not isinstance(err, (FileExistsError, FileNotFoundError, AtomicWriteError)):
+            raise write_failed(root, tmp, err) from err  # a full disk names the export and the free space
         raise
-    old = None
-    if root.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-        os.replace(root, old / "data")
-    os.replace(tmp, root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _checked(samples: Sequence[Sample]) -> list[Sample]:
@@ -105,12 +226,15 @@ def export_bdd100k(samples: Sequence[Sample], root, *, split: str = "train", ima
 
     Every class name must be a BDD100K category (or alias); the driving
     generator's classes are.
+
+    Raises ``FileExistsError`` (nothing changed) unless ``root`` is missing, an
+    empty folder, or an earlier export and ``overwrite=True`` (module doc).
     """
     samples, ext = _checked(samples), _ext(image_format)
     unknown = [c for c in samples[0].class_names if BDD_ALIASES.get(c, c) not in BDD_CLASSES]
     if unknown:
         raise ValueError(f"classes {unknown} are not BDD100K categories {list(BDD_CLASSES)}")
-    with _atomic_dir(root, overwrite) as tmp:
+    with _atomic_dir(root, overwrite, "export_bdd100k") as tmp:
         images = tmp / "images" / "100k" / split
         labels = tmp / "labels" / "det_20"
         images.mkdir(parents=True)
@@ -143,6 +267,9 @@ def export_stanford_cars(samples: Sequence[Sample], root, *, split: str = "train
     ``bbox_x1, bbox_y1, bbox_x2, bbox_y2`` (1-based, inclusive), ``class``
     (1-based) and ``fname``; ``cars_meta.mat`` holds ``class_names``. Each
     sample must have exactly one object.
+
+    Raises ``FileExistsError`` (nothing changed) unless ``root`` is missing, an
+    empty folder, or an earlier export and ``overwrite=True`` (module doc).
     """
     from scipy.io import savemat
 
@@ -150,7 +277,7 @@ def export_stanford_cars(samples: Sequence[Sample], root, *, split: str = "train
     bad = [i for i, s in enumerate(samples) if len(s.labels) != 1]
     if bad:
         raise ValueError(f"Stanford Cars has one object per image; samples {bad[:5]} have another number")
-    with _atomic_dir(root, overwrite) as tmp:
+    with _atomic_dir(root, overwrite, "export_stanford_cars") as tmp:
         images, devkit = tmp / f"cars_{split}", tmp / "devkit"
         images.mkdir()
         devkit.mkdir()
@@ -178,6 +305,9 @@ def export_class_folders(samples: Sequence[Sample], root, *, image_format: str =
 
     The class of an image is its first object's; samples without objects are
     an error. Folders exist for every class name, so the label order matches.
+
+    Raises ``FileExistsError`` (nothing changed) unless ``root`` is missing, an
+    empty folder, or an earlier export and ``overwrite=True`` (module doc).
     """
     samples, ext = _checked(samples), _ext(image_format)
     if any(len(s.labels) == 0 for s in samples):
@@ -188,7 +318,7 @@ def export_class_folders(samples: Sequence[Sample], root, *, image_format: str =
         raise ValueError(f"classes {sorted(set(names) - used)} have no image; a class folder cannot be empty")
     if list(names) != sorted(names):
         raise ValueError("class names must be in sorted order to keep their labels in a class-folder layout")
-    with _atomic_dir(root, overwrite) as tmp:
+    with _atomic_dir(root, overwrite, "export_class_folders") as tmp:
         for c in names:
             (tmp / c).mkdir()
         for i, s in enumerate(samples):
@@ -229,11 +359,14 @@ def export_voc(samples: Sequence[Sample], root, *, image_set: str = "trainval", 
     ``ImageSets/Main/<image_set>.txt`` lists the ids; ``<class>_<image_set>.txt``
     marks each id 1 (class present) or -1, as in VOC. Samples without objects
     are an error (a VOC annotation has at least one object).
+
+    Raises ``FileExistsError`` (nothing changed) unless ``root`` is missing, an
+    empty folder, or an earlier export and ``overwrite=True`` (module doc).
     """
     samples = _checked(samples)
     if any(len(s.labels) == 0 for s in samples):
         raise ValueError("VOC annotations need at least one object per image")
-    with _atomic_dir(root, overwrite) as tmp:
+    with _atomic_dir(root, overwrite, "export_voc") as tmp:
         ann, jpg, lists = tmp / "Annotations", tmp / "JPEGImages", tmp / "ImageSets" / "Main"
         for d in (ann, jpg, lists):
             d.mkdir(parents=True)
@@ -257,9 +390,12 @@ def export_coco(samples: Sequence[Sample], root, *, split: str = "train", image_
 
     Categories get ids ``1..C`` in class order; ``bbox`` is ``[x, y, w, h]``,
     ``area`` the mask area, ``iscrowd`` 0.
+
+    Raises ``FileExistsError`` (nothing changed) unless ``root`` is missing, an
+    empty folder, or an earlier export and ``overwrite=True`` (module doc).
     """
     samples, ext = _checked(samples), _ext(image_format)
-    with _atomic_dir(root, overwrite) as tmp:
+    with _atomic_dir(root, overwrite, "export_coco") as tmp:
         images, annd = tmp / split, tmp / "annotations"
         images.mkdir()
         annd.mkdir()

@@ -45,13 +45,23 @@ import tempfile
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..runs import AtomicWriteError, write_failed
+
 IGNORE = 255
 """Semantic value of pixels of objects dropped from the ground truth."""
+
+GENERATOR_VERSION = 1
+"""Version of the drawing code. Every config carries it as its class attribute
+``KEY_VERSION``, so it enters the run-cache key of every model trained or
+scored on generated images (:mod:`dinosal.runs`): bump it with any change to
+how a scene is drawn, and models trained on the old drawings are not reused.
+``tests/test_synthetic.py`` pins a digest of a few images per generator, and
+fails when the drawings change while this number does not."""
 
 MIN_SIZE, MAX_SIZE = 32, 512
 
@@ -150,6 +160,8 @@ class _CommonConfig:
             only if its visible area is at least
             ``max(min_visible_px, min_visible_frac * size**2)`` pixels.
     """
+
+    KEY_VERSION: ClassVar[int] = GENERATOR_VERSION
 
     size: int = 96
     seed: int = 0
@@ -1521,19 +1533,52 @@ def _config_dict(config) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config), default=list))
 
 
-def save_cached(generator: Sequence[Sample], n: int, path: str | os.PathLike) -> Path:
+_CACHED_KEYS = ("images", "semantic", "multi_hot", "counts", "boxes", "labels", "masks", "meta")
+
+
+def _is_cached_set(path: Path) -> bool:
+    """True if ``path`` is a set written by :func:`save_cached` (arrays and meta)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not all(k in z.files for k in _CACHED_KEYS):
+                return False
+            meta = json.loads(str(z["meta"]))
+    except Exception:  # noqa: BLE001 - unreadable means: not ours
+        return False
+    return isinstance(meta, dict) and all(k in meta for k in ("class_names", "semantic_names", "generator"))
+
+
+def _check_cache_target(path: Path, overwrite: bool) -> None:
+    if path.is_symlink():
+        raise FileExistsError(f"{path}: is a symbolic link; save_cached neither writes through nor replaces "
+                              "links (nothing was changed)")
+    if not path.exists():
+        return
+    if not path.is_file() or not _is_cached_set(path):
+        raise FileExistsError(f"{path}: exists and is not a set written by save_cached; nothing was changed. "
+                              "Choose another path.")
+    if not overwrite:
+        raise FileExistsError(f"{path}: already holds a cached set (pass overwrite=True to replace it)")
+
+
+def save_cached(generator: Sequence[Sample], n: int, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write items ``0..n-1`` of ``generator`` to one compressed ``.npz``.
 
     The file holds every array of every sample plus the names and the
     generator's config (for provenance). It is written to a temporary file in
     the same folder and renamed, so a crash never leaves a half-written set.
     Returns the path.
+
+    An existing ``path`` is replaced only if it is a set written by this
+    function and ``overwrite=True``; anything else there (another file, a
+    folder, a symbolic link) raises ``FileExistsError`` and stays as it was.
     """
     path = Path(path)
     if n < 0 or n > len(generator):
         raise ValueError(f"n={n} outside 0..len(generator)={len(generator)}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: folder for the cached set does not exist")
+    _check_cache_target(path, overwrite)
     samples = [generator[i] for i in range(n)]
     if not samples:
         raise ValueError("n=0: nothing to cache")
@@ -1542,6 +1587,7 @@ def save_cached(generator: Sequence[Sample], n: int, path: str | os.PathLike) ->
         "class_names": list(first.class_names),
         "semantic_names": list(first.semantic_names),
         "generator": type(generator).__name__,
+        "generator_version": GENERATOR_VERSION,
         "config": _config_dict(generator.config) if hasattr(generator, "config") else None,
     }
     arrays = dict(
@@ -1558,9 +1604,12 @@ def save_cached(generator: Sequence[Sample], n: int, path: str | os.PathLike) ->
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+        _check_cache_target(path, overwrite)  # again: the path may have changed while the set was drawn
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, (FileExistsError, AtomicWriteError)):
+            raise write_failed(path, tmp, err) from err  # a full disk names the file and the free space
         raise
     return path
 

@@ -18,10 +18,18 @@ The model maps normalised images (B, 3, H, W) to logits (B, C), e.g.
   ``Abar = mean_heads(relu(dA * A))`` with ``dA`` the gradient of the class
   logit, ``R <- R + Abar @ R`` from ``R = I``; the map is ``R[CLS, patches]``.
 
-All functions run the model in eval mode (restoring its mode afterwards),
-switch timm's fused attention off only while they need the weights, and
-leave no ``.grad`` on the parameters (Grad-CAM's backward ends with
-``model.zero_grad(set_to_none=True)``).
+All functions run the model in eval mode and switch timm's fused attention
+off only while they need the weights; afterwards every submodule's
+train/eval mode, every parameter's ``requires_grad`` and ``.grad`` are as the
+caller left them (the parameters are frozen during the call, so no gradient
+reaches them, and the ``.grad`` that Grad-CAM's ``model.zero_grad()`` clears
+is put back).
+
+:func:`grad_cam` and :func:`gradient_rollout` need autograd: they turn it on
+themselves (``torch.enable_grad()``), so they give the same map inside
+``torch.no_grad()``, as in most evaluation loops, as outside. Inside
+``torch.inference_mode()`` autograd cannot be turned on; they raise a
+``RuntimeError`` that says so.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from ..features import patch_size_of, prepare, to_batch
+from ..features import check_input_size, patch_size_of, prepare, to_batch
 
 __all__ = ["ClassMap", "find_vit", "grad_cam", "attention_rollout", "gradient_rollout"]
 
@@ -86,18 +94,49 @@ def _inputs(model, images, mode):
     vit = find_vit(model)
     p = patch_size_of(vit)
     prep = prepare(to_batch(images), p, mode)
+    check_input_size(vit, prep)  # a fixed-size ViT: a clear error, not timm's AssertionError
     param = next(model.parameters())
-    return vit, prep, prep.pixels.to(param.device, param.dtype)
+    x = prep.pixels.to(param.device, param.dtype)
+    if x.is_inference():  # made under inference_mode: autograd cannot save it for backward
+        x = x.clone()
+    return vit, prep, x
 
 
 @contextmanager
 def _eval_mode(model):
-    was = model.training
+    """Eval mode for the call; every submodule's own mode is restored afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield
     finally:
-        model.train(was)
+        for m, was in modes:
+            m.training = was
+
+
+def _require_autograd(name: str) -> None:
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            f"{name} needs autograd, which torch.inference_mode() disables (it cannot be turned back on "
+            f"inside it); call {name} outside the inference_mode block (inside torch.no_grad() is fine)")
+
+
+@contextmanager
+def _gradients_for(model, name: str):
+    """Autograd on (also inside ``torch.no_grad()``), the model in eval mode with its parameters frozen;
+    the parameters' ``requires_grad`` and ``.grad`` and the modules' modes are restored afterwards."""
+    _require_autograd(name)
+    params = list(model.parameters())
+    saved = [(p, p.requires_grad, p.grad) for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)  # gradients reach the activations only
+        with torch.enable_grad(), _eval_mode(model):
+            yield
+    finally:
+        for p, req, grad in saved:
+            p.requires_grad_(req)
+            p.grad = grad
 
 
 def grad_cam(model: torch.nn.Module, images, class_index, mode: str = "pad",
@@ -109,6 +148,7 @@ def grad_cam(model: torch.nn.Module, images, class_index, mode: str = "pad",
     Returns :class:`ClassMap` with ``grid_map`` (B, rows, cols) and
     ``pixel_map`` (B, rows*p, cols*p).
     """
+    _require_autograd("grad_cam")
     vit, prep, x = _inputs(model, images, mode)
     rows, cols = prep.grid
     n_prefix = int(getattr(vit, "num_prefix_tokens", 1))
@@ -121,14 +161,14 @@ def grad_cam(model: torch.nn.Module, images, class_index, mode: str = "pad",
         return t[:, n_prefix:].reshape(t.shape[0], rows, cols, t.shape[-1]).permute(0, 3, 1, 2)
 
     layer = target_layer if target_layer is not None else vit.blocks[-1].norm1
-    with _eval_mode(model), GradCAM(model=model, target_layers=[layer], reshape_transform=to_grid) as cam:
-        cam.compute_input_gradient = True  # works with a frozen backbone too
+    with _gradients_for(model, "grad_cam"), \
+            GradCAM(model=model, target_layers=[layer], reshape_transform=to_grid) as cam:
+        cam.compute_input_gradient = True  # the graph starts at the input: the parameters are frozen
         targets = [ClassifierOutputTarget(c) for c in classes]
         pixel = cam(input_tensor=x, targets=targets)
         acts = cam.activations_and_grads.activations[0].cpu().numpy()
         grads = cam.activations_and_grads.gradients[0].cpu().numpy()
         grid_map = np.maximum(cam.get_cam_image(x, layer, targets, acts, grads), 0)
-    model.zero_grad(set_to_none=True)  # the library's backward leaves .grad on the parameters
     return ClassMap(grid_map=grid_map.astype(np.float32), pixel_map=pixel.astype(np.float32),
                     method="grad_cam", class_index=classes, grid=prep.grid, patch=prep.patch,
                     image_size=prep.image_size)
@@ -223,10 +263,11 @@ def gradient_rollout(model: torch.nn.Module, images, class_index, mode: str = "p
     ``grid_map`` = ``R[CLS, patch tokens]`` (B, rows, cols), raw scale (the
     identity only touches the diagonal, so it does not enter this row).
     """
+    _require_autograd("gradient_rollout")
     vit, prep, x = _inputs(model, images, mode)
     classes = _classes(class_index, x.shape[0])
-    x = x.clone().requires_grad_(True)
-    with _eval_mode(model), _AllAttention(vit, grads=True) as rec:
+    with _gradients_for(model, "gradient_rollout"), _AllAttention(vit, grads=True) as rec:
+        x = x.clone().requires_grad_(True)
         logits = model(x)
         if not all(0 <= c < logits.shape[-1] for c in classes):
             raise ValueError(f"class_index {classes} out of range for {logits.shape[-1]} logits")

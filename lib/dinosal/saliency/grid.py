@@ -60,7 +60,11 @@ def check_features(feats, name: str = "feats") -> np.ndarray:
     if a.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D), got {a.shape}")
     if a.shape[0] < 2 or a.shape[1] < 1:
-        raise ValueError(f"{name} needs at least 2 tokens and 1 channel, got {a.shape}")
+        raise ValueError(
+            f"{name} has shape {a.shape} ({a.shape[0]} tokens, {a.shape[1]} channels); LOST and TokenCut "
+            "need at least 2 patch tokens and 1 channel. An image gives one token per patch, so it must "
+            "span at least 2 patches (e.g. p x 2p px for patch p)"
+        )
     a = np.ascontiguousarray(a, dtype=np.float64)
     bad = ~np.isfinite(a).all(axis=1)
     if bad.any():

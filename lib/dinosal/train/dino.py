@@ -93,6 +93,11 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pth"
 LOG_CSV = "log.csv"
+RUN_MARKER = ".dinosal-run"
+"""Marker file :func:`train_dino` writes into its ``run_dir``: a folder it may
+write ``log.csv`` into even when no checkpoint is there yet."""
+_CHECKPOINT_KEYS = ("student", "teacher", "optimizer", "dino_loss", "step", "steps_per_epoch", "world_size",
+                    "config", "log", "monitor", "rng")
 
 
 def _f(default, help: str, key_omit_default: bool = False, **kw):
@@ -141,6 +146,7 @@ class DinoConfig:
     arch: Union[str, tuple] = _f("small", "ViT size: tiny/small/base or (width, depth, heads). Small nets learn faster per CPU-second; DINO's attention maps come from ViT-S and ViT-B")
     patch: int = _f(16, "patch size in px. 8 gives 4x the tokens (finer maps, as in the paper's ViT-S/8) at about 4x the cost")
     img_size: int = _f(224, "side of the stored position table; other input sizes interpolate it")
+    pos_interp: str = _f("dino", "how the position table is resampled for another token grid (the local crops): 'dino' = main_dino's interpolate_pos_encoding (bicubic, scale factor (n + 0.1)/sqrt(N), no antialias), 'timm' = timm's resample (bicubic with antialias). The two tables differ by a few per cent")
     drop_path: float = _f(0.1, "stochastic depth of the student only (the teacher has none)")
     out_dim: int = _f(65536, "K, the dimension of the DINO head output. Large K matters for ImageNet; small data needs far fewer")
     head_hidden: int = _f(2048, "hidden width of the 3-layer head MLP")
@@ -196,6 +202,8 @@ class DinoConfig:
             raise ValueError(f"DinoConfig.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.batch_size < 2:
             raise ValueError("DinoConfig.batch_size must be >= 2")
+        if self.pos_interp not in ("dino", "timm"):
+            raise ValueError(f"DinoConfig.pos_interp must be 'dino' or 'timm', got {self.pos_interp!r}")
 
     def replace(self, **changes) -> "DinoConfig":
         return dataclasses.replace(self, **changes)
@@ -487,7 +495,8 @@ class DinoTrainer:
         torch.manual_seed(cfg.seed)
 
         def build(drop_path):
-            backbone = create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path)
+            backbone = create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path,
+                                  pos_interp=cfg.pos_interp)
             head = DINOHead(
                 backbone.embed_dim, cfg.out_dim, use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer,
                 nlayers=cfg.head_layers, hidden_dim=cfg.head_hidden, bottleneck_dim=cfg.head_bottleneck,
@@ -532,7 +541,17 @@ class DinoTrainer:
     def train_step(self, crops: Sequence[torch.Tensor]) -> dict:
         """One DINO iteration at ``self.step``; returns the log row (also
         appended to ``self.log``). Raises :class:`NonFiniteLossError` and,
-        with ``collapse.action='stop'``, :class:`TeacherCollapseError`."""
+        with ``collapse.action='stop'``, :class:`TeacherCollapseError`.
+        Gradients are switched on for the step, so a caller inside
+        ``torch.no_grad()`` trains as anywhere else; inside
+        ``torch.inference_mode()`` it raises ``RuntimeError``."""
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("DinoTrainer.train_step needs autograd, which torch.inference_mode() disables; "
+                               "call it outside the inference_mode block")
+        with torch.enable_grad():
+            return self._train_step(crops)
+
+    def _train_step(self, crops: Sequence[torch.Tensor]) -> dict:
         cfg, it = self.cfg, self.step
         t0 = time.perf_counter()
         epoch = it // self.steps_per_epoch
@@ -712,10 +731,53 @@ def _snapshot(trainer: "DinoTrainer", run_dir, rank: int) -> None:
     if run_dir is None or rank != 0 or trainer.step not in trainer.cfg.snapshot_steps:
         return
     path = snapshot_path(run_dir, trainer.step)
-    if not path.is_file():
+    if not (path.is_file() or path.is_symlink()):  # never replace a file that is already there
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save({"teacher": trainer.teacher.state_dict(), "config": _result_config(trainer.cfg),
                            "step": trainer.step}, path)
+
+
+def _run_marked(run_dir: Path) -> bool:
+    marker = run_dir / RUN_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("written_by") == f"{__name__}.train_dino"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _claim_run_dir(run_dir: Path, info) -> Optional[dict]:
+    """Check that ``run_dir`` holds nothing :func:`train_dino` would replace
+    without having written it, then mark it (rank 0); returns the checkpoint
+    to resume from, or None. Raises as :func:`train_dino` documents."""
+    ckpt_path, log_path = run_dir / CHECKPOINT, run_dir / LOG_CSV
+    for p in (ckpt_path, log_path):
+        if p.is_symlink() or (p.exists() and not p.is_file()):
+            raise FileExistsError(f"{p}: a link or a folder, not a file of a dinosal run; nothing was changed. "
+                                  "Choose another run_dir.")
+    ckpt = None
+    if ckpt_path.exists():
+        try:
+            ckpt = torch.load(ckpt_path, map_location=info.device, weights_only=True)
+        except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
+            ckpt = None
+        if not (isinstance(ckpt, dict) and all(k in ckpt for k in _CHECKPOINT_KEYS)):
+            raise ValueError(f"{ckpt_path}: not a checkpoint written by dinosal's train_dino, so it is neither "
+                             "resumed nor overwritten; nothing was changed. Choose another run_dir (official "
+                             "DINO weights load with dinosal.models.load_dino_backbone).")
+    elif log_path.exists() and not _run_marked(run_dir):
+        raise FileExistsError(f"{log_path}: not written by a dinosal run (no checkpoint and no {RUN_MARKER} "
+                              "marker beside it); nothing was changed. Choose another run_dir.")
+    if info.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not _run_marked(run_dir):
+            from .. import __version__
+
+            atomic_write_text(run_dir / RUN_MARKER, json.dumps({
+                "written_by": f"{__name__}.train_dino", "dinosal_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+    return ckpt
 
 
 def train_dino(cfg: DinoConfig, dataset, run_dir=None, transform=None) -> DinoResult:
@@ -724,6 +786,11 @@ def train_dino(cfg: DinoConfig, dataset, run_dir=None, transform=None) -> DinoRe
 
     ``run_dir``: where ``checkpoint.pth`` and ``log.csv`` go; if it already
     holds a checkpoint of the same configuration the run resumes there.
+    Files there that this function did not write are never replaced: a
+    ``checkpoint.pth`` that is not a dinosal training checkpoint raises
+    ``ValueError``; a link at ``checkpoint.pth`` or ``log.csv``, or a
+    ``log.csv`` in a folder that no run marked (``.dinosal-run``) and that has
+    no checkpoint, raises ``FileExistsError``; nothing on disk changes then.
     ``transform`` defaults to ``MultiCropAugmentation(cfg.crops)``. Under
     torchrun every process calls this with the same arguments.
     """
@@ -743,11 +810,12 @@ def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float) -> Dino
     trainer = DinoTrainer(cfg, spe, info)
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
-        if info.rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_path = run_dir / CHECKPOINT
-        if ckpt_path.is_file():
-            trainer.load_state_dict(torch.load(ckpt_path, map_location=info.device, weights_only=True))
+        ckpt = _claim_run_dir(run_dir, info)
+        if ckpt is not None:
+            try:
+                trainer.load_state_dict(ckpt)
+            except ValueError as err:  # name the file the run would resume from
+                raise ValueError(f"{run_dir / CHECKPOINT}: {err}") from None
     end = trainer.total_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, trainer.total_steps)
 
     sampler = StepSampler(len(dataset), cfg.batch_size, info.world, info.rank, cfg.seed, trainer.step, end)
