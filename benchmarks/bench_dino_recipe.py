@@ -10,10 +10,11 @@ generator config, another seed):
 * pointing game of the mean-head attention map;
 
 against baselines computed in the same run: the same network at random init
-(the exact weights DINO started from), LOST on raw pixels (each patch's
-normalised RGB values as its feature, per-image centred and raw) and a
-centred box (the best of several sizes, so the baseline is, if anything,
-too strong). Then it checks the bar:
+(the exact weights DINO started from, :func:`dinosal.zoo.initial_backbone`),
+LOST on raw pixels (each patch's normalised RGB values as its feature,
+per-image centred and raw) and a centred box (the best of
+:data:`dinosal.baselines.CENTRE_BOX_FRACTIONS` on these images, ties to the
+smallest, so the baseline is, if anything, too strong). Then it checks the bar:
 
 * world: LOST CorLoc >= 0.5 and >= 0.15 above every baseline; attention
   ratio >= 2;
@@ -38,18 +39,14 @@ import numpy as np
 import torch
 
 from dinosal import runs, zoo
-from dinosal.data.synthetic import object_mask
-from dinosal.evaluate import baseline_corlocs, localisation_scores, recipe_bar
-
-
-def eval_samples(spec, n: int, size: int | None = None):
-    """``n`` held-out samples with at least one object (seed + 1000)."""
-    return zoo.held_out_samples(spec, n, size)
+from dinosal.baselines import baseline_corlocs
+from dinosal.data.sample import object_mask
+from dinosal.localisation import localisation_scores
 
 
 def evaluate_model(model, samples, batch: int = 32, k: int = 100) -> dict:
     """LOST CorLoc, attention/area ratios and pointing of one network
-    (:func:`dinosal.evaluate.localisation_scores`, the scorer the book uses)."""
+    (:func:`dinosal.localisation.localisation_scores`, the scorer the book uses)."""
     return dataclasses.asdict(localisation_scores(model, samples, k=k, batch=batch))
 
 
@@ -130,7 +127,7 @@ def evaluate_domain(name: str, profile: str, n_eval: int, eval_size: int | None,
     model, card = zoo.get(name, profile, **overrides)
     spec = zoo.train_spec(zoo.recipe(name, profile), **overrides)
     random_model, _ = zoo.get("random", profile)
-    samples = eval_samples(spec, n_eval, eval_size)
+    samples = zoo.held_out_samples(spec, n_eval, eval_size)  # the "validation" split: seed + 1000
     p = spec.dino.patch
     area = float(np.mean([object_mask(s).mean() for s in samples]))
     return {
@@ -147,13 +144,13 @@ def evaluate_domain(name: str, profile: str, n_eval: int, eval_size: int | None,
 
 
 def check_bar(world: dict | None, driving: dict | None) -> list[tuple[str, float, float, bool]]:
-    """(criterion, value, threshold, passed) rows of issue 4's bar (:func:`dinosal.evaluate.recipe_bar`)."""
+    """(criterion, value, threshold, passed) rows of issue 4's bar (:func:`dinosal.zoo.recipe_bar`)."""
     def flat(r):
         if not r:
             return None
         return {"corloc": r["dino"]["corloc"], "attn_ratio": r["dino"]["attn_ratio"],
                 **{m: r[m]["corloc"] for m in ("random", "pixels_centred", "pixels_raw", "centre_box")}}
-    return recipe_bar(flat(world), flat(driving))
+    return zoo.recipe_bar(flat(world), flat(driving))
 
 
 def print_table(results: dict) -> None:

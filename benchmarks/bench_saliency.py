@@ -2,8 +2,13 @@
 
 TokenCut: the official dense generalised solve ``scipy.linalg.eigh(D - W, D,
 subset_by_index=[1, 2])`` (``solver="generalized"``) against ``solver="auto"``
-(dense symmetric for small N, Lanczos on the normalised operator otherwise);
-the whole ``tokencut()`` call is timed and the bipartitions must agree.
+(dense symmetric for N <= 200, block Lanczos on the normalised operator
+otherwise); the whole ``tokencut()`` call is timed (graph included, the same
+graph code for both). Agreement: the same bipartition, seed, box and
+degeneracy flag, eigenvectors within 1e-8 of each other (relative to their
+largest entry), and two candidate calls bit-identical. The time of the graph
+alone (cosines, threshold, degrees) is printed too: it is the floor of any
+solver.
 LOST: a straightforward reference (numpy similarity, Python loops for degree,
 order, seed expansion and a BFS flood fill) against ``lost()``; seed, mask
 and box must agree.
@@ -31,7 +36,7 @@ import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from dinosal.saliency.lost import lost
-from dinosal.saliency.tokencut import tokencut
+from dinosal.saliency.tokencut import cosine_graph, tokencut
 
 
 def layout_features(side: int, dim: int = 384, seed: int = 0) -> np.ndarray:
@@ -98,7 +103,7 @@ def main() -> None:
         print(f"cpu count {os.cpu_count()}, load average {load}")
         if load[0] > 0.5 * (os.cpu_count() or 1):
             print("WARNING: other jobs are running; timings (not the agreement checks) are unreliable")
-        rows = []
+        rows, floors = [], []
         for side in (14, 28, 60):
             n, p = side * side, args.patch
             f = layout_features(side)
@@ -107,9 +112,15 @@ def main() -> None:
             tokencut(f, (side, side), p, size)                      # warm-up (imports, caches)
             base, t_base = timed(lambda: tokencut(f, (side, side), p, size, solver="generalized"), reps)
             cand, t_cand = timed(lambda: tokencut(f, (side, side), p, size, solver="auto"), args.repeats)
+            again = tokencut(f, (side, side), p, size, solver="auto")
+            scale = np.abs(base.eigvec).max()
             agree = (np.array_equal(base.bipartition, cand.bipartition) and base.seed == cand.seed
-                     and base.box.tolist() == cand.box.tolist())
-            rows.append(("TokenCut", n, f"dense generalized eigh", t_base, f"auto ({cand.solver})", t_cand, agree))
+                     and base.box.tolist() == cand.box.tolist() and base.degenerate == cand.degenerate
+                     and np.abs(base.eigvec - cand.eigvec).max() <= 1e-8 * scale
+                     and again.eigvec.tobytes() == cand.eigvec.tobytes())
+            rows.append(("TokenCut", n, "dense generalized eigh", t_base, f"auto ({cand.solver})", t_cand, agree))
+            _, t_graph = timed(lambda: cosine_graph(f), args.repeats)
+            floors.append((n, t_graph, t_cand, cand.eigengap, cand.degenerate))
 
             k = 100
             ref, t_ref = timed(lambda: reference_lost(f, side, p, k), reps)
@@ -122,6 +133,10 @@ def main() -> None:
               f"{'ratio':>7s}  same result")
         for m, n, bname, tb, cname, tc, ok in rows:
             print(f"{m:9s} {n:5d}  {bname:24s} {tb:8.4f}  {cname:18s} {tc:8.4f} {tb / tc:7.1f}x  {ok}")
+        print("\nTokenCut graph alone (cosine_graph: similarity, threshold) vs the whole auto call:")
+        for n, tg, tc, gap, degenerate in floors:
+            print(f"  N {n:5d}  graph {tg:8.4f} s = {100 * tg / tc:3.0f}% of {tc:.4f} s  "
+                  f"(eigengap {gap:.3g}, degenerate {degenerate})")
         print(f"\nload average after: {os.getloadavg()}")
 
 

@@ -71,7 +71,7 @@ def test_full_disk_in_sample_cache_and_export_names_the_target(tmp_path, monkeyp
 
     import numpy as np
 
-    from dinosal.data import export, synthetic
+    from dinosal.data import cache, export, synthetic
     from dinosal.runs import AtomicWriteError
 
     gen = synthetic.DrivingScenes(synthetic.DrivingConfig(size=32, length=2))
@@ -81,7 +81,7 @@ def test_full_disk_in_sample_cache_and_export_names_the_target(tmp_path, monkeyp
 
     monkeypatch.setattr(np, "savez_compressed", no_space)
     with pytest.raises(AtomicWriteError, match="set.npz") as err:
-        synthetic.save_cached(gen, 2, tmp_path / "set.npz")
+        cache.save_cached(gen, 2, tmp_path / "set.npz")
     assert err.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
 
     monkeypatch.setattr(export, "_save_image", no_space)

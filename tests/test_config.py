@@ -72,6 +72,17 @@ def test_register_rejects_bad_tables():
         config.register_chapter("x_test", P, {"smoke": {"b": 1}, "cpu": {}, "paper": {}})
 
 
+def test_tables_are_plain_data_checked_by_config():
+    """profiles registers nothing on import: config checks every table of profiles.CHAPTERS."""
+    from dinosal import params
+
+    assert config.param is params.param and config.ParameterError is params.ParameterError
+    assert set(config.chapters()) == set(profiles.CHAPTERS)
+    for name, (cls, table) in profiles.CHAPTERS.items():
+        registered_cls, registered_table = config._lookup(name)
+        assert registered_cls is cls and registered_table == table
+
+
 def test_every_registered_chapter_resolves_in_every_profile(monkeypatch):
     monkeypatch.delenv(config.PROFILE_ENV, raising=False)
     for chapter in config.chapters():
@@ -200,7 +211,7 @@ def test_every_chapter_field_has_help_a_supported_type_and_a_range():
         for f in dataclasses.fields(cls):
             if f.name == "profile":
                 continue
-            assert f.metadata.get("help"), f"{chapter}.{f.name}: declare it with config.param(default, help, ...)"
+            assert f.metadata.get("help"), f"{chapter}.{f.name}: declare it with params.param(default, help, ...)"
             config._type_name(hints[f.name])  # a type the checker understands
             scalars = {a for m in config._members(hints[f.name]) for a in (typing.get_args(m) or (m,))}
             if scalars & {int, float}:

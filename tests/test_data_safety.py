@@ -20,13 +20,12 @@ import torch
 from dinosal import runs
 from dinosal.data import export
 from dinosal.data.multicrop import MultiCropConfig
+from dinosal.data import load_cached, save_cached
 from dinosal.data.synthetic import (
     DrivingConfig,
     DrivingScenes,
     SingleVehicles,
     VehicleConfig,
-    load_cached,
-    save_cached,
 )
 from dinosal.train.dino import CHECKPOINT, LOG_CSV, DinoConfig, train_dino
 

@@ -340,3 +340,14 @@ def test_load_dino_timm_builds_the_requested_mode(monkeypatch):
     assert torch.equal(bigger.pos_embed.detach(), dino_interpolate_pos_embed(src.pos_embed.detach(), (5, 5)))
     with pytest.raises(ValueError, match="pos_interp"):
         load_dino_timm("x", pos_interp="bicubic")
+
+
+def test_models_package_reexports_its_modules():
+    import dinosal.models as models
+    from dinosal.models import checkpoints, heads, vit
+
+    assert len(models.__all__) == len(set(models.__all__)) == 18
+    for name in models.__all__ + ["DINO_WEIGHTS_ENV"]:
+        obj = getattr(models, name)
+        assert any(getattr(m, name, None) is obj for m in (vit, heads, checkpoints)), name
+    assert models.DINO_WEIGHTS_ENV == "DINOSAL_DINO_WEIGHTS"

@@ -589,3 +589,16 @@ def test_paper_profile_training_folder_is_decoded_before_training(tmp_path, monk
     spec = zoo.TrainSpec("image_folder", {"folder": "frames"}, 2, None)
     with pytest.raises(DatasetError, match=r"cut.jpg: unreadable or truncated"):
         zoo.training_set(spec)
+
+
+def test_readers_package_reexports_its_modules():
+    import dinosal.data as data
+    from dinosal.data import readers
+    from dinosal.data.readers import bdd100k, coco, common, folders, stanford_cars, voc
+
+    for name in readers.__all__:
+        obj = getattr(readers, name)
+        homes = [m for m in (common, bdd100k, stanford_cars, voc, coco, folders) if getattr(m, name, None) is obj]
+        assert homes, name
+    assert readers.load_rgb is common.load_rgb and readers.read_voc is voc.read_voc
+    assert all(getattr(data, n) is getattr(readers, n) for n in data.__all__ if hasattr(readers, n))

@@ -1,7 +1,8 @@
-"""Repository rules: clean notebooks, one parameters cell, pins in sync, a true TOC."""
+"""Repository rules: clean notebooks, one parameters cell, pins in sync, a true TOC, chapters without library code."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import tomllib
@@ -79,3 +80,61 @@ def test_toc_lists_existing_chapters_and_every_chapter_is_listed():
         assert any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f"TOC names missing {f}"
     pages = {str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").glob("*") if p.suffix in (".md", ".ipynb")}
     assert pages <= set(files), f"pages not in the TOC: {sorted(pages - set(files))}"
+
+
+# ---------------------------------------------------------------- chapters carry no library code
+
+
+def _code_trees(nb_path: Path) -> list[ast.Module]:
+    """The parsed code cells of a chapter (IPython magics and shell escapes blanked out)."""
+    trees = []
+    for c in json.loads(nb_path.read_text())["cells"]:
+        if c["cell_type"] == "code":
+            lines = "".join(c["source"]).splitlines()
+            trees.append(ast.parse("\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in lines)))
+    return trees
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_no_two_chapters_define_the_same_function_or_class():
+    owners: dict[str, set[str]] = {}
+    for nb_path in NOTEBOOKS:
+        for tree in _code_trees(nb_path):
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    owners.setdefault(node.name, set()).add(nb_path.name)
+    shared = {name: sorted(where) for name, where in owners.items() if len(where) > 1}
+    assert not shared, f"defined in more than one chapter (move them into the library): {shared}"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_touches_no_private_name(nb_path):
+    found = []
+    for tree in _code_trees(nb_path):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "dinosal":
+                found += [f"from {node.module} import {a.name}" for a in node.names if _private(a.name)]
+                found += [f"from {node.module}" for part in node.module.split(".") if _private(part)]
+            elif isinstance(node, ast.Import):
+                found += [f"import {a.name}" for a in node.names
+                          if a.name.split(".")[0] == "dinosal" and any(_private(p) for p in a.name.split("."))]
+            elif isinstance(node, ast.Attribute) and _private(node.attr):
+                found.append(f"line {node.lineno}: .{node.attr}")
+    assert not found, f"{nb_path.name} reaches private names (the library must offer them publicly): {found}"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_prose_is_markdown_not_built_in_code(nb_path):
+    """Prose with numbers is a markdown cell with glued values, never ``display(Markdown(f"..."))``."""
+    calls = []
+    for tree in _code_trees(nb_path):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                if name == "Markdown":
+                    calls.append(node.lineno)
+    assert not calls, f"{nb_path.name}: Markdown(...) built in code cells (lines {calls}); glue the numbers instead"

@@ -101,10 +101,17 @@ def test_bad_kind_rejected(tmp_path):
         runs.cached("../x", Cfg(), lambda d: None, root=tmp_path)
 
 
-def test_default_root_is_repo_cache(monkeypatch):
+def test_default_root_is_the_user_cache_folder(tmp_path, monkeypatch):
     monkeypatch.delenv(runs.CACHE_ENV, raising=False)
-    root = runs.cache_root()
-    assert root.parts[-2:] == (".cache", "dinosal")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert runs.cache_root() == tmp_path / "home" / ".cache" / "dinosal"  # outside the work tree
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert runs.cache_root() == tmp_path / "xdg" / "dinosal"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # ignored, as the XDG spec says
+    assert runs.cache_root() == tmp_path / "home" / ".cache" / "dinosal"
+    monkeypatch.setenv(runs.CACHE_ENV, str(tmp_path / "mine"))  # $DINOSAL_CACHE still wins
+    assert runs.cache_root() == tmp_path / "mine"
 
 
 def test_zoo_smoke_trains_once_and_reuses(tmp_path, monkeypatch):

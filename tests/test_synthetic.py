@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dinosal.data import load_cached, object_table, pixel_contrast, presence_table, save_cached
 from dinosal.data.synthetic import (
     IGNORE,
     VEHICLE_TYPES,
@@ -16,13 +17,8 @@ from dinosal.data.synthetic import (
     SingleVehicles,
     VehicleConfig,
     WorldConfig,
-    load_cached,
     object_mask,
-    object_table,
     part_masks,
-    pixel_contrast,
-    presence_table,
-    save_cached,
 )
 
 GENERATORS = [

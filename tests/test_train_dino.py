@@ -210,8 +210,21 @@ def test_config_validation_and_help():
     assert "clip_grad" in text and "EACH parameter tensor" in text
 
 
+def test_run_control_fields_are_the_one_list_that_leaves_results_alone():
+    import dataclasses
+
+    from dinosal.train.dino import RUN_CONTROL_FIELDS, result_config
+
+    assert set(RUN_CONTROL_FIELDS) <= {f.name for f in dataclasses.fields(DinoConfig)}
+    base = tiny_config()
+    controlled = tiny_config(num_workers=2, threads=1, checkpoint_every=1, stop_at_step=1, progress=True,
+                             device="cpu")
+    assert result_config(base) == result_config(controlled)  # a resume accepts it
+    assert result_config(base) != result_config(tiny_config(lr=0.1))
+
+
 def test_command_line_trains_a_recipe_and_resumes(tmp_path, capsys):
-    from dinosal.train.dino import main
+    from dinosal.cli import main  # python -m dinosal.train
 
     assert main(["--help-config"]) == 0
     assert "teacher_update" in capsys.readouterr().out

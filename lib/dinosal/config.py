@@ -5,7 +5,7 @@ Every chapter notebook has one cell tagged ``parameters`` that assigns
 value"). The next cell calls :func:`chapter_params`, which
 
 1. picks the profile (``smoke``, ``cpu`` = default, ``paper``);
-2. applies the profile's values from the chapter's table registered here;
+2. applies the profile's values from the chapter's table (:mod:`dinosal.profiles`);
 3. applies every non-``None`` override the notebook (or papermill) set;
 4. checks every value against its field's declared type and range (see
    below) and the chapter's checks between fields;
@@ -25,9 +25,13 @@ asks for; ``make test`` uses it to run every chapter in ``smoke`` without
 editing the notebooks. Both must name a profile: a notebook's ``profile =
 "nosuch"`` fails even when the variable is set.
 
-Chapter parameter classes are plain frozen dataclasses registered with
-:func:`register_chapter`; the tables themselves live in :mod:`dinosal.profiles`.
-Their fields are declared with :func:`param` (help text, range, choices).
+Chapter parameter classes are plain frozen dataclasses; they and their
+per-profile tables are plain data in :mod:`dinosal.profiles`
+(:data:`~dinosal.profiles.CHAPTERS`), which this module imports and checks
+when it is imported. Their fields are declared with :func:`param` (help
+text, range, choices) from :mod:`dinosal.params`, the bottom of the library;
+:func:`register_chapter` adds (and checks) a chapter that is not in the
+tables, as tests do.
 
 Types and papermill's string forms
 ----------------------------------
@@ -53,8 +57,8 @@ for numbers, ``choices`` for strings (a sequence, or a function of the
 profile name for names that depend on the profile, such as the zoo's
 models). Checks between fields (an image size that must be a multiple of the
 patch) live in the dataclass's ``__post_init__`` and raise through
-:func:`require`. The profile tables are checked the same way when they are
-registered, so a table value out of range fails at import.
+:func:`require`. The profile tables are checked the same way when this
+module is imported, so a table value out of range fails at import.
 """
 
 from __future__ import annotations
@@ -65,7 +69,13 @@ import math
 import os
 import types
 import typing
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Union
+
+from . import profiles
+from .params import Choices, ParameterError, param, require
+
+__all__ = ["PROFILES", "DEFAULT_PROFILE", "PROFILE_ENV", "Choices", "ParameterError", "param", "require", "profile_params",
+           "register_chapter", "chapters", "valid_parameters", "parameter_help", "resolve", "chapter_params"]
 
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "paper")
 DEFAULT_PROFILE = "cpu"
@@ -80,36 +90,6 @@ _PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
-Choices = Union[Sequence[str], Callable[[str], Sequence[str]]]
-
-
-class ParameterError(ValueError):
-    """An unknown profile or parameter name, or a value of the wrong type or out of range."""
-
-
-def param(default: Any, help: str, *, min: Optional[float] = None, max: Optional[float] = None,
-          gt: Optional[float] = None, lt: Optional[float] = None, choices: Optional[Choices] = None):
-    """A chapter parameter: a dataclass field with help text and the values it accepts.
-
-    min/max: inclusive bounds, gt/lt: exclusive bounds of a number (or of
-    every number in a list/tuple). choices: the accepted strings (or every
-    string of a list), or a function ``profile -> accepted strings``. The
-    type comes from the field's annotation. Kept in the field's metadata
-    (``help``, ``min``, ``max``, ``gt``, ``lt``, ``choices``).
-    """
-    meta = {"help": help, "min": min, "max": max, "gt": gt, "lt": lt, "choices": choices}
-    if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
-
-
-def require(ok: bool, name: str, value: Any, accepted: str) -> None:
-    """For checks between fields in a chapter dataclass's ``__post_init__``:
-    raise :class:`ParameterError` naming ``name``, its ``value`` and what is
-    ``accepted`` unless ``ok``."""
-    if not ok:
-        raise ParameterError(f"parameter {name!r} = {value!r} is not accepted; accepted: {accepted}")
-
 
 def register_chapter(name: str, cls: type, table: Mapping[str, Mapping[str, Any]]) -> None:
     """Register a chapter's parameter dataclass and its per-profile values.
@@ -118,7 +98,9 @@ def register_chapter(name: str, cls: type, table: Mapping[str, Mapping[str, Any]
     use field names of ``cls``, and every profile must resolve: each value
     (a table's or a field's default) of its declared type and in its range,
     and the dataclass's own checks passed. Checked here so that a typo or a
-    value out of range fails at import time.
+    value out of range fails at import time (every table of
+    :data:`dinosal.profiles.CHAPTERS` passes through here when this module
+    is imported).
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
@@ -143,7 +125,6 @@ def register_chapter(name: str, cls: type, table: Mapping[str, Mapping[str, Any]
 
 def chapters() -> list[str]:
     """Names of the registered chapters."""
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
@@ -191,6 +172,17 @@ def resolve(chapter: str, profile: str | None = None, **overrides: Any):
             f"{chapter!r}; valid parameters: {', '.join(valid)}"
         )
     return _build(chapter, entry, profile, {k: v for k, v in overrides.items() if v is not None})
+
+
+def profile_params(chapter: str, profile: str):
+    """The chapter's parameters exactly as ``profile``'s table gives them,
+    whatever ``$DINOSAL_PROFILE`` says: for the library, which must know what
+    a profile's chapters train (e.g. :func:`dinosal.zoo.catalogue`) while the
+    tests run in another profile. Raises :class:`ParameterError` for an
+    unknown chapter or profile."""
+    entry = _lookup(chapter)
+    _check_profile(profile, f"for chapter {chapter!r}")
+    return _build(chapter, entry, profile, {})
 
 
 def chapter_params(chapter: str, namespace: Mapping[str, Any]):
@@ -482,7 +474,6 @@ def _accepted(tp, meta: Mapping[str, Any], profile: str) -> str:
 
 
 def _lookup(chapter: str):
-    _ensure_loaded()
     try:
         return _REGISTRY[chapter]
     except KeyError:
@@ -491,6 +482,10 @@ def _lookup(chapter: str):
         ) from None
 
 
-def _ensure_loaded() -> None:
-    # The tables register themselves on import.
-    from . import profiles  # noqa: F401
+def _register_tables() -> None:
+    """Check and register every chapter of :data:`dinosal.profiles.CHAPTERS` (at import)."""
+    for name, (cls, table) in profiles.CHAPTERS.items():
+        register_chapter(name, cls, table)
+
+
+_register_tables()

@@ -1,13 +1,21 @@
 """The profile tables of every chapter: the one place where sizes live.
 
+Plain data: importing this module registers nothing and imports nothing of
+:mod:`dinosal` but :mod:`dinosal.params` (how a field is declared).
+:mod:`dinosal.config` imports it and checks every table when it is imported.
+
 Each chapter has a frozen dataclass of parameters (``profile`` plus knobs a
-reader may change) and a table ``{profile: {field: value}}``. Fields with a
-default need no entry; a table entry overrides the default for that profile.
-Every field is declared with :func:`dinosal.config.param`: its annotation is
-its type, and it carries a help text and the range or choices it accepts;
-checks between fields are in the dataclass's ``__post_init__``. The tables
-are checked against them when they are registered.
-Add a chapter by writing its dataclass and one ``register_chapter`` call.
+reader may change) and a table ``{profile: {field: value}}``; :data:`CHAPTERS`
+maps the chapter's name to both. Fields with a default need no entry; a table
+entry overrides the default for that profile. Every field is declared with
+:func:`dinosal.params.param`: its annotation is its type, and it carries a
+help text and the range or choices it accepts; checks between fields are in
+the dataclass's ``__post_init__`` (through :func:`dinosal.params.require`).
+Add a chapter by writing its dataclass and table and one entry of
+:data:`CHAPTERS`.
+
+The DINO models of the study (the zoo's recipes) are here too:
+:data:`DINO_RECIPES` of :class:`DinoRecipe`.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from .config import param, register_chapter, require
+from .params import param, require
 
 # Side limits of the procedural benchmark's images (dinosal.data.synthetic.MIN_SIZE, MAX_SIZE; importing
 # the generators here would make every parameters cell import them; tests/test_config.py checks they agree).
@@ -43,15 +51,11 @@ class BenchmarkParams:
                                             "temporary folder")
 
 
-register_chapter(
-    "benchmark",
-    BenchmarkParams,
-    {
-        "smoke": dict(image_size=64, n_gallery=4, n_stats=40, n_contrast=8, n_export=4),
-        "cpu": dict(image_size=128, n_gallery=8, n_stats=400, n_contrast=60, n_export=8),
-        "paper": dict(image_size=224, n_gallery=8, n_stats=2000, n_contrast=200, n_export=16),
-    },
-)
+BENCHMARK_TABLE: dict[str, dict] = {
+    "smoke": dict(image_size=64, n_gallery=4, n_stats=40, n_contrast=8, n_export=4),
+    "cpu": dict(image_size=128, n_gallery=8, n_stats=400, n_contrast=60, n_export=8),
+    "paper": dict(image_size=224, n_gallery=8, n_stats=2000, n_contrast=200, n_export=16),
+}
 
 
 # --------------------------------------------------------------------------
@@ -189,15 +193,11 @@ class TrainingParams:
                     f"a multiple of the models' patch ({p} px) in {SYNTHETIC_SIZE[0]}..{SYNTHETIC_SIZE[1]}")
 
 
-register_chapter(
-    "training",
-    TrainingParams,
-    {
-        "smoke": dict(eval_size=48, n_eval=6, n_strip=2, n_knn=24, knn_k=5, k=10, num_workers=0),
-        "cpu": dict(),
-        "paper": dict(eval_size=480, n_eval=500, n_knn=2000, num_workers=8, threads=None),
-    },
-)
+TRAINING_TABLE: dict[str, dict] = {
+    "smoke": dict(eval_size=48, n_eval=6, n_strip=2, n_knn=24, knn_k=5, k=10, num_workers=0),
+    "cpu": dict(),
+    "paper": dict(eval_size=480, n_eval=500, n_knn=2000, num_workers=8, threads=None),
+}
 
 
 # --------------------------------------------------------------------------
@@ -262,20 +262,16 @@ class TheoryParams:
         require(self.knn_k <= self.n_knn, "knn_k", self.knn_k, f"at most n_knn = {self.n_knn}")
 
 
-register_chapter(
-    "theory",
-    TheoryParams,
-    {
-        "smoke": dict(steps=4, epochs=2, image_size=32, arch=(32, 2, 2), out_dim=64, head_hidden=64,
-                      head_bottleneck=32, batch_size=8, n_local=2, local_size=16, n_train=64, n_knn=24,
-                      knn_k=5, n_eval=6, num_workers=0),
-        "cpu": dict(),
-        "paper": dict(steps=2000, epochs=10, image_size=224, arch="small", patch=16, out_dim=65536,
-                      head_hidden=2048, head_bottleneck=256, batch_size=64, n_local=8, local_size=96,
-                      crops_preset="official", lr=5e-4, momentum_teacher=0.996, n_train=100_000, n_knn=2000,
-                      n_eval=500, num_workers=14, threads=None),
-    },
-)
+THEORY_TABLE: dict[str, dict] = {
+    "smoke": dict(steps=4, epochs=2, image_size=32, arch=(32, 2, 2), out_dim=64, head_hidden=64,
+                  head_bottleneck=32, batch_size=8, n_local=2, local_size=16, n_train=64, n_knn=24,
+                  knn_k=5, n_eval=6, num_workers=0),
+    "cpu": dict(),
+    "paper": dict(steps=2000, epochs=10, image_size=224, arch="small", patch=16, out_dim=65536,
+                  head_hidden=2048, head_bottleneck=256, batch_size=64, n_local=8, local_size=96,
+                  crops_preset="official", lr=5e-4, momentum_teacher=0.996, n_train=100_000, n_knn=2000,
+                  n_eval=500, num_workers=14, threads=None),
+}
 
 
 # --------------------------------------------------------------------------
@@ -318,12 +314,22 @@ class SaliencyParams:
                     "BDD100K frames, with data_root)")
 
 
-register_chapter(
-    "saliency",
-    SaliencyParams,
-    {
-        "smoke": dict(n_eval=6, n_show=2, image_size=48, k=10, n_tau=4, timing_side=10, n_explorer=2),
-        "cpu": dict(),
-        "paper": dict(n_eval=500, image_size=480, n_tau=100, timing_side=60),
-    },
-)
+SALIENCY_TABLE: dict[str, dict] = {
+    "smoke": dict(n_eval=6, n_show=2, image_size=48, k=10, n_tau=4, timing_side=10, n_explorer=2),
+    "cpu": dict(),
+    "paper": dict(n_eval=500, image_size=480, n_tau=100, timing_side=60),
+}
+
+
+# --------------------------------------------------------------------------
+# Every chapter: name -> (parameter dataclass, {profile: {field: value}}).
+# --------------------------------------------------------------------------
+
+CHAPTERS: dict[str, tuple[type, dict[str, dict]]] = {
+    "benchmark": (BenchmarkParams, BENCHMARK_TABLE),
+    "training": (TrainingParams, TRAINING_TABLE),
+    "theory": (TheoryParams, THEORY_TABLE),
+    "saliency": (SaliencyParams, SALIENCY_TABLE),
+}
+"""Chapter name -> (its parameter dataclass, its table ``{profile: {field: value}}``);
+:mod:`dinosal.config` checks and resolves them."""

@@ -14,9 +14,12 @@ artifact lives in ``<root>/<kind>/<key>/`` and is built at most once:
   same key across processes; a second caller waits, then finds the finished
   directory.
 
-Root: ``$DINOSAL_CACHE`` if set; else ``<repo root>/.cache/dinosal`` when the
-package lives in a checkout (``lib/dinosal`` under a directory with ``.git``
-or ``pyproject.toml``); else ``~/.cache/dinosal``.
+Root: ``$DINOSAL_CACHE`` if set; else the platform's user cache folder,
+``$XDG_CACHE_HOME/dinosal`` (``~/.cache/dinosal`` when ``XDG_CACHE_HOME`` is
+unset or empty). The cache lives outside the work tree, so one cache serves
+every checkout of the project and ``git clean`` never throws away trainings;
+the trained models a profile needs are also released in the repository (see
+:mod:`dinosal.release`), from where they are materialised into this cache.
 """
 
 from __future__ import annotations
@@ -72,13 +75,14 @@ def _repo_root() -> Optional[Path]:
 
 
 def cache_root() -> Path:
-    """The cache directory (see module doc); not created here."""
+    """The cache directory, not created here: ``$DINOSAL_CACHE`` if set, else
+    ``$XDG_CACHE_HOME/dinosal``, else ``~/.cache/dinosal`` (see module doc)."""
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    root = _repo_root()
-    if root is not None:
-        return root / ".cache" / "dinosal"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).expanduser().is_absolute():  # the XDG spec ignores a relative value
+        return Path(xdg).expanduser() / "dinosal"
     return Path.home() / ".cache" / "dinosal"
 
 

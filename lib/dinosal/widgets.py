@@ -13,6 +13,10 @@ values as keyword arguments and returns an :class:`ExplorerView` (the map,
 the box and the figure), so it can be driven without a browser. In a live
 notebook, display the explorer (``explorer`` as the last expression, or
 ``display(explorer.widget)``).
+
+``GeneratorKnobs(makers, size)`` is the benchmark chapter's toy: sliders for
+camouflage, background variability and seed that redraw one image of each
+procedural generator (:meth:`GeneratorKnobs.figure` draws without a browser).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .saliency.lost import lost
 from .saliency.tokencut import tokencut
 from .viz import GT_COLOR, PRED_COLOR, draw_boxes, overlay
 
-__all__ = ["figure_png", "METHODS", "ExplorerState", "ExplorerView", "SaliencyExplorer"]
+__all__ = ["figure_png", "METHODS", "ExplorerState", "ExplorerView", "SaliencyExplorer", "GeneratorKnobs"]
 
 METHODS = ("attention head", "attention mean", "LOST degree", "LOST correlation", "LOST composite",
            "TokenCut")
@@ -193,7 +197,6 @@ class SaliencyExplorer:
 
     def _build(self):
         import ipywidgets as W
-        from IPython.display import display
 
         s = self.state
         n_max = max(-(-im.shape[0] // self.patch) * -(-im.shape[1] // self.patch) for im in self.images)
@@ -230,6 +233,61 @@ class SaliencyExplorer:
         return W.VBox([W.HBox([self.controls["image"], self.controls["model"], self.controls["method"]]),
                        W.HBox([self.controls["head"], self.controls["k"], self.controls["tau"]]),
                        W.VBox([message, picture])])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+
+class GeneratorKnobs:
+    """Sliders that redraw the first image of each procedural generator.
+
+    makers: name -> (generator class, config class), e.g. ``{"ObjectWorld":
+    (ObjectWorld, WorldConfig)}``; size: image side in px. The controls are
+    camouflage and background variability (0..1, steps of 0.25) and the
+    dataset seed (0..20); every other field keeps its default.
+    """
+
+    def __init__(self, makers: Mapping[str, tuple[type, type]], size: int):
+        if not makers:
+            raise ValueError("makers is empty")
+        self.makers = dict(makers)
+        self.size = int(size)
+        self._widget = None
+
+    def figure(self, camouflage: float = 0.5, background_variability: float = 1.0, seed: int = 0) -> Figure:
+        """One panel per generator: its image 0 under these knob values."""
+        fig = Figure(figsize=(2.5 * len(self.makers), 2.6))
+        axes = np.atleast_1d(fig.subplots(1, len(self.makers)))
+        for ax, (name, (gen, cfg)) in zip(axes, self.makers.items()):
+            g = gen(cfg(size=self.size, seed=seed, camouflage=camouflage,
+                        background_variability=background_variability))
+            ax.imshow(g[0].image)
+            ax.set(title=name, xticks=[], yticks=[])
+        return fig
+
+    @property
+    def widget(self):
+        """The ipywidgets box (sliders + picture), built on first use."""
+        if self._widget is None:
+            import ipywidgets as W
+
+            self.sliders = dict(
+                camouflage=W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.25, description="camouflage"),
+                background_variability=W.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.25,
+                                                     description="bg variability"),
+                seed=W.IntSlider(value=0, min=0, max=20, description="seed"),
+            )
+            self.picture = W.Image(format="png")  # an Image, not an Output widget: see SaliencyExplorer._build
+
+            def refresh(_=None):
+                self.picture.value = figure_png(self.figure(**{k: s.value for k, s in self.sliders.items()}))
+
+            for s in self.sliders.values():
+                s.observe(refresh, names="value")
+            refresh()
+            self._widget = W.VBox([W.HBox(list(self.sliders.values())), self.picture])
+        return self._widget
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -19,6 +19,20 @@ a chapter that asks again gets the same weights without training, and two
 profiles with the same recipe share them. An interrupted training resumes
 from ``<cache>/dino/<key>.work/``. The DINO teacher's backbone is returned
 (DINO evaluates the teacher).
+
+The zoo also owns what the models are started from and scored on:
+
+* :func:`initial_backbone` -- the seeding rule of a network at random init,
+  written once: the weights DINO starts from (``"random"``, step 0 of every
+  run, the theory chapter's reference row);
+* :func:`held_out_samples` -- evaluation images of a generated training set:
+  the same generator configuration with the dataset seed raised by a named
+  offset (:data:`SPLIT_SEED_OFFSETS`: ``"validation"`` +1000 for the
+  localisation scores, ``"knn"`` +2000 for the k-NN sets);
+  :func:`evaluation_spec` and :func:`domain_spec` say which generated data
+  a model is scored on (its own, or that of its role);
+* :func:`knn_sets` -- the k-NN train and test sets, one rule for every chapter;
+* :func:`recipe_bar` -- the bar the cpu recipes are held to.
 """
 
 from __future__ import annotations
@@ -30,16 +44,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
-from . import runs
+from . import knn, release, runs
 from .data.multicrop import MultiCropConfig
 from .models import create_vit, load_dino_backbone, load_dino_timm, official_weights_path
 from .profiles import DINO_RECIPES, DinoRecipe
 from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, DinoConfig, train_dino
 
-__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "train_cached", "model_key", "data_identity", "get",
-           "snapshots", "held_out_samples", "describe", "DATA_ENV"]
+__all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "train_cached", "model_key", "data_identity",
+           "get", "initial_backbone", "snapshots", "SPLIT_SEED_OFFSETS", "split_config", "held_out_samples",
+           "domain", "domain_spec", "evaluation_spec", "knn_sets", "recipe_bar", "describe", "DATA_ENV",
+           "provenance", "held_out_metrics", "load_snapshot", "catalogue", "ABLATIONS", "ablation_recipe",
+           "ablation_specs"]
 
 DATA_ENV = "DINOSAL_DATA"
 DINO_KIND = "dino"
@@ -50,7 +68,10 @@ class ModelCard:
     """What a zoo model is. ``kind``: ``"random"``, ``"dino"`` or
     ``"official"``; ``trained_on``: a short data description; ``steps`` and
     ``train_seconds`` from the training run (0 when not trained here);
-    ``path``: the cached artifact directory or weights file."""
+    ``path``: the cached artifact directory or weights file; ``source``:
+    where the weights came from (:func:`provenance`): ``"released"`` (the
+    repository's ``weights/``), ``"run cache"`` (trained earlier on this
+    machine), ``"trained now"``, ``"random init"`` or ``"official"``."""
 
     name: str
     profile: str
@@ -62,6 +83,7 @@ class ModelCard:
     steps: int
     train_seconds: float
     path: Optional[str]
+    source: str = "none"
 
 
 @dataclass(frozen=True)
@@ -179,11 +201,29 @@ def training_set(spec: TrainSpec):
     return _FolderImages(read_image_folder(_folder_root(spec), recursive=True, verify="decode"))
 
 
-def train_cached(spec: TrainSpec, rebuild: bool = False) -> Path:
-    """Train (or find) the DINO model of ``spec``; returns its cache directory
-    (``checkpoint.pth``, ``log.csv``, ``manifest.json``)."""
+def train_cached(spec: TrainSpec, rebuild: bool = False, use_release: bool = True) -> Path:
+    """The run-cache directory of the DINO model of ``spec``, resolved in order:
+
+    1. the run cache (``<cache>/dino/<key>/``, see :mod:`dinosal.runs`);
+    2. a released checkpoint in the repository's ``weights/`` whose key is
+       ``key`` (:func:`dinosal.release.find`): its files are checked against
+       their sha256 (a mismatch raises
+       :class:`~dinosal.release.ReleaseIntegrityError`, never a silent
+       retrain) and copied into the run cache (``backbone.safetensors``,
+       ``config.json``, ``log.csv``, ``snapshots/``);
+    3. training (``checkpoint.pth``, ``log.csv``, ``snapshots/``), whose
+       manifest records the code's commit and the held-out metrics of
+       :func:`held_out_metrics` measured right after training.
+
+    ``rebuild=True`` or ``use_release=False`` skip step 2 (``make weights``
+    retrains what was released).
+    """
     key_spec = _canonical(spec)
     key = runs.config_key(DINO_KIND, key_spec)
+    if use_release and not rebuild and not (runs.cache_root() / DINO_KIND / key / runs.MANIFEST).is_file():
+        entry = release.find(key)
+        if entry is not None:
+            return release.materialise(entry)
 
     def build(tmp: Path) -> dict:
         work = tmp.parent / f"{key}.work"
@@ -197,8 +237,12 @@ def train_cached(spec: TrainSpec, rebuild: bool = False) -> Path:
                 shutil.move(str(work / f), str(tmp / f))
         shutil.rmtree(work, ignore_errors=True)
         last = result.log[-1] if result.log else {}
-        return {"training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),
-                             "final": {k: last.get(k) for k in ("loss", "teacher_entropy", "kl")}}}
+        extra = {"training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),
+                              "final": {k: last.get(k) for k in ("loss", "teacher_entropy", "kl")}},
+                 "commit": release.git_commit()}
+        if spec.data in ("world", "driving") and result.stopped == "done":
+            extra["metrics"] = held_out_metrics(spec, release.load_artifact_backbone(tmp))
+        return extra
 
     return runs.cached(DINO_KIND, key_spec, build, rebuild=rebuild)
 
@@ -211,9 +255,22 @@ def model_key(spec: TrainSpec) -> str:
     return runs.config_key(DINO_KIND, _canonical(spec))
 
 
-def _net(r: DinoRecipe) -> dict:
-    t = DinoConfig(**{k: v for k, v in r.train.items()})
-    return dict(arch=t.arch, patch=t.patch, img_size=t.img_size, seed=t.seed, pos_interp=t.pos_interp)
+def initial_backbone(dino: DinoConfig | TrainSpec) -> torch.nn.Module:
+    """The ViT of ``dino`` at random init, in eval mode: the weights DINO starts from.
+
+    The seeding rule of :class:`~dinosal.train.dino.DinoTrainer`, written once
+    for everything that needs the initial network: ``torch.manual_seed(dino.seed)``,
+    then :func:`~dinosal.models.create_vit` with the config's ``arch``,
+    ``patch``, ``img_size`` and ``pos_interp`` (the student's ``drop_path``
+    draws no random numbers at init). The caller's RNG state is left as it
+    was (``torch.random.fork_rng``). ``tests/test_runs.py`` checks it against
+    the trainer's student, the training chapter against step 0 of each run.
+    """
+    d = dino.dino if isinstance(dino, TrainSpec) else dino
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(d.seed)
+        model = create_vit(d.arch, patch=d.patch, img_size=d.img_size, pos_interp=d.pos_interp)
+    return model.eval()
 
 
 def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, ModelCard]:
@@ -227,44 +284,170 @@ def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, Mo
         trained = [r for r in _table(profile).values() if r.data not in ("official",)]
         if not trained:
             raise KeyError(f"zoo: profile {profile!r} has no trained recipe to take the network from")
-        net = _net(trained[0])
-        with torch.random.fork_rng(devices=[]):
-            # the same seed as DinoTrainer: these are the weights DINO starts from
-            torch.manual_seed(net["seed"])
-            model = create_vit(net["arch"], patch=net["patch"], img_size=net["img_size"],
-                               pos_interp=net["pos_interp"]).eval()
-        return model, ModelCard(name, profile, "random", net["arch"], net["patch"], net["img_size"],
-                                "nothing (random init)", 0, 0.0, None)
+        d = train_spec(trained[0]).dino
+        return initial_backbone(d), ModelCard(name, profile, "random", d.arch, d.patch, d.img_size,
+                                              "nothing (random init)", 0, 0.0, None, "random init")
     r = recipe(name, profile)
     if r.data == "official":
         return _official(name, profile, r)
     spec = train_spec(r, **train_overrides)
+    existed = (runs.cache_root() / DINO_KIND / model_key(spec) / runs.MANIFEST).is_file()
     path = train_cached(spec)
-    model, _ = load_dino_backbone(path / CHECKPOINT, which="teacher")
+    model = release.load_artifact_backbone(path)
     manifest = runs.read_manifest(path)
     d = spec.dino
     card = ModelCard(
         name, profile, "dino", d.arch, d.patch, d.img_size, describe(spec),
         int(manifest.get("training", {}).get("steps", 0)),
-        float(manifest["timings"]["build_seconds"]), str(path),
+        float(manifest["timings"]["build_seconds"]), str(path), provenance(manifest, existed),
     )
     return model.eval(), card
 
 
-HELD_OUT_SEED_OFFSET = 1000
+def provenance(manifest: dict, existed: bool = True) -> str:
+    """Where a ``dino`` artifact's weights came from: ``"released"`` (copied
+    from the repository's ``weights/``), ``"run cache"`` (trained earlier on
+    this machine) or ``"trained now"`` (``existed=False``: built by this call)."""
+    if manifest.get("source") == "release":
+        return "released"
+    return "run cache" if existed else "trained now"
 
 
-def held_out_samples(spec: TrainSpec, n: int, size: Optional[int] = None) -> list:
-    """``n`` held-out samples of a synthetic training spec, each with at least
-    one object: the same generator configuration with the dataset seed
-    raised by 1000, rendered at ``size`` px (default: the training size)."""
-    from .data.synthetic import DrivingScenes, ObjectWorld, WorldConfig
+HELD_OUT_METRICS_N = 100
+"""Held-out images of :func:`held_out_metrics` (validation split)."""
 
-    if spec.data not in ("world", "driving"):
-        raise ValueError(f"zoo: held-out samples need a synthetic spec (world or driving), got {spec.data!r}")
-    cfg = dataclasses.replace(spec.data_config, seed=spec.data_config.seed + HELD_OUT_SEED_OFFSET,
-                              length=10 * n + 100, size=size or spec.data_config.size)
-    gen = ObjectWorld(cfg) if isinstance(cfg, WorldConfig) else DrivingScenes(cfg)
+
+def held_out_metrics(spec: TrainSpec, model: torch.nn.Module) -> dict[str, float]:
+    """The numbers a release records for a model trained on generated data:
+    :func:`~dinosal.localisation.localisation_scores` of ``model`` on
+    :data:`HELD_OUT_METRICS_N` validation images of its own training
+    generator, drawn at twice the training resolution (``corloc``,
+    ``attn_ratio``, ``attn_ratio_best_head``, ``pointing``). Taken right
+    after training and again by ``make weights``, so that a retrained model
+    can be set beside the released one."""
+    from .localisation import localisation_scores
+
+    samples = held_out_samples(spec, HELD_OUT_METRICS_N, size=2 * spec.dino.img_size)
+    scores = localisation_scores(model, samples)
+    return {k: float(getattr(scores, k)) for k in ("corloc", "attn_ratio", "attn_ratio_best_head", "pointing")}
+
+
+# --------------------------------------------------------------------------
+# The theory chapter's ablations and the catalogue of a profile's trained models
+# --------------------------------------------------------------------------
+
+ABLATIONS: dict[str, dict] = {
+    "full DINO": {},
+    "no centering": dict(centering=False),
+    "no sharpening": dict(sharpening=False),
+    "teacher copies student": dict(teacher_update="copy"),
+    "frozen teacher": dict(teacher_update="frozen"),
+    "two global crops only": dict(multicrop=False),
+}
+"""The theory chapter's variants: :class:`DinoConfig` changes to the full recipe."""
+
+
+def ablation_recipe(params) -> DinoRecipe:
+    """The theory chapter's full DINO recipe from its parameters
+    (:class:`~dinosal.profiles.TheoryParams`): ObjectWorld at ``image_size``
+    px, or the images under ``$DINOSAL_DATA/<data_folder>`` when
+    ``data_root`` is given; the collapse monitor records, it does not stop
+    (the ablations are meant to collapse)."""
+    from .train.dino import CollapseConfig
+
+    P = params
+    if P.data_root:
+        data, data_config = "image_folder", dict(folder=P.data_folder)
+    else:
+        data, data_config = "world", dict(size=P.image_size, seed=P.seed)
+    return DinoRecipe(
+        data, data_config, n_train=P.n_train, crops_preset=P.crops_preset,
+        crops=dict(global_size=P.image_size, local_size=P.local_size, n_local=P.n_local),
+        train=dict(arch=P.arch, patch=P.patch, img_size=P.image_size, out_dim=P.out_dim, head_hidden=P.head_hidden,
+                   head_bottleneck=P.head_bottleneck, batch_size=P.batch_size, epochs=P.epochs,
+                   steps_per_epoch=P.steps // P.epochs, warmup_epochs=1, lr=P.lr, min_lr=1e-5,
+                   momentum_teacher=P.momentum_teacher, teacher_temp=0.04, warmup_teacher_temp=0.04,
+                   drop_path=0.0, seed=P.seed, num_workers=P.num_workers, progress=False,
+                   collapse=CollapseConfig(action="record")),
+    )
+
+
+def ablation_specs(params) -> dict[str, TrainSpec]:
+    """``{variant: TrainSpec}`` of the theory chapter's runs (:data:`ABLATIONS`)."""
+    r = ablation_recipe(params)
+    return {name: train_spec(r, **changes) for name, changes in ABLATIONS.items()}
+
+
+def catalogue(profile: str) -> list[tuple[str, TrainSpec]]:
+    """Every DINO model the chapters of ``profile`` train, as ``(name,
+    TrainSpec)``: the zoo's recipes (``dino_world``, ``dino_driving``) and
+    the theory chapter's ablations (``theory__full_dino``,
+    ``theory__no_centering``, ...; plain identifiers). This is what ``make
+    weights`` retrains and ``make release`` publishes. Models on real data
+    (``image_folder``) and official weights are left out: they cannot be
+    released from here."""
+    from .config import profile_params
+
+    out = [(name, train_spec(r)) for name, r in _table(profile).items() if r.data in ("world", "driving")]
+    theory = profile_params("theory", profile)
+    if not theory.data_root:
+        out += [("theory__" + name.lower().replace(" ", "_"), spec) for name, spec in ablation_specs(theory).items()]
+    return out
+
+
+SPLIT_SEED_OFFSETS = {"validation": 1000, "knn": 2000}
+"""Evaluation split -> what is added to the training data's dataset seed.
+``"validation"``: the held-out images every localisation score is measured
+on; ``"knn"``: the images of the k-NN train and test sets."""
+
+
+def _generator_config(spec):
+    """The generator config of a synthetic :class:`TrainSpec` or a config itself."""
+    from .data.synthetic import DrivingConfig, VehicleConfig, WorldConfig
+
+    if isinstance(spec, TrainSpec):
+        if spec.data not in ("world", "driving"):
+            raise ValueError(f"zoo: held-out samples need a synthetic spec (world or driving), got {spec.data!r}")
+        return spec.data_config
+    if isinstance(spec, (WorldConfig, DrivingConfig, VehicleConfig)):
+        return spec
+    raise TypeError(f"zoo: spec must be a TrainSpec or a WorldConfig / DrivingConfig / VehicleConfig, "
+                    f"got {type(spec).__name__}")
+
+
+def split_config(spec, split: str = "validation", size: Optional[int] = None, length: Optional[int] = None):
+    """The generator config of an evaluation ``split`` of ``spec`` (a synthetic
+    :class:`TrainSpec` or a generator config): the same config with the dataset
+    seed raised by ``SPLIT_SEED_OFFSETS[split]``, the side ``size`` px (None:
+    the training size) and ``length`` (None: unchanged)."""
+    if split not in SPLIT_SEED_OFFSETS:
+        raise ValueError(f"zoo: unknown split {split!r}; valid: {sorted(SPLIT_SEED_OFFSETS)}")
+    cfg = _generator_config(spec)
+    return dataclasses.replace(cfg, seed=cfg.seed + SPLIT_SEED_OFFSETS[split], size=size or cfg.size,
+                               length=cfg.length if length is None else length)
+
+
+def held_out_samples(spec, n: int, size: Optional[int] = None, split: str = "validation") -> list:
+    """The first ``n`` samples with at least one object of an evaluation split.
+
+    spec: a synthetic :class:`TrainSpec` (``world`` or ``driving``) or a
+        generator config (``WorldConfig``, ``DrivingConfig``, ``VehicleConfig``).
+    split: a key of :data:`SPLIT_SEED_OFFSETS`; the images are those of
+        :func:`split_config` (dataset seed + the split's offset, so never a
+        training image of ``spec``), rendered at ``size`` px (None: the
+        training size). Images without objects are skipped, as LOST's
+        evaluation does. Items depend on ``(seed, index)`` only, so a smaller
+        ``n`` gives a prefix of a larger one.
+    Raises ``ValueError`` if fewer than ``n`` of the first ``10 n + 100``
+    images have an object, and for an image-folder spec.
+    """
+    from .data.synthetic import DrivingConfig, DrivingScenes, ObjectWorld, SingleVehicles, WorldConfig
+
+    if n < 1:
+        raise ValueError(f"zoo: n must be >= 1, got {n}")
+    cfg = split_config(spec, split, size, length=10 * n + 100)
+    gen = (ObjectWorld if isinstance(cfg, WorldConfig) else DrivingScenes if isinstance(cfg, DrivingConfig)
+           else SingleVehicles)(cfg)
     out = []
     for i in range(len(gen)):
         s = gen[i]
@@ -275,14 +458,104 @@ def held_out_samples(spec: TrainSpec, n: int, size: Optional[int] = None) -> lis
     raise ValueError(f"zoo: only {len(out)} of {len(gen)} held-out images have objects; asked for {n}")
 
 
+def domain(name: str, profile: str) -> str:
+    """``"world"`` or ``"driving"``: the role of zoo model ``name``. A model
+    trained on generated data has its data's; official DINO weights play the
+    ImageNet role (world), a model trained on an image folder the BDD100K role
+    (driving)."""
+    r = recipe(name, profile)
+    if r.data in ("world", "driving"):
+        return r.data
+    return "world" if r.data == "official" else "driving"
+
+
+def domain_spec(domain: str, profile: str) -> TrainSpec:
+    """The synthetic training spec of ``profile``'s model ``dino_<domain>``
+    (``domain``: ``"world"`` or ``"driving"``), or of the cpu profile's when
+    ``profile`` has none trained on generated data (paper). Raises ``KeyError``
+    when neither has one."""
+    role = f"dino_{domain}"
+    for p in (profile, "cpu"):
+        r = _table(p).get(role)
+        if r is not None and r.data in ("world", "driving"):
+            return train_spec(r)
+    raise KeyError(f"zoo: no model {role!r} trained on generated data in profile {profile!r} or 'cpu'")
+
+
+def evaluation_spec(name: str, profile: str) -> TrainSpec:
+    """The synthetic training spec whose :func:`held_out_samples` score zoo model
+    ``name``: its own for a model trained on generated data, otherwise the
+    :func:`domain_spec` of its :func:`domain` (official weights: world;
+    an image-folder model: driving)."""
+    r = recipe(name, profile)
+    if r.data in ("world", "driving"):
+        return train_spec(r)
+    return domain_spec(domain(name, profile), profile)
+
+
+def knn_sets(spec, n: int, size: Optional[int] = None) -> knn.KnnSets:
+    """The k-NN train and test sets of ``spec`` (a :class:`~dinosal.knn.KnnSets`), one rule for every chapter.
+
+    spec: as for :func:`held_out_samples` -- the DINO model's synthetic
+        :class:`TrainSpec`, or a generator config such as
+        ``VehicleConfig(size=..., seed=<the training data's seed>)``.
+    The images are the first ``2 n`` with an object of the ``"knn"`` split
+    (dataset seed + 2000, rendered at ``size`` px; None: the training size):
+    the first ``n`` train, the next ``n`` test. The label of an image is the
+    class of its first object: meant for one-object sets (SingleVehicles,
+    ObjectWorld with ``n_objects=(1, 1)``).
+    """
+    items = held_out_samples(spec, 2 * n, size, split="knn")
+    labels = np.array([int(s.labels[0]) for s in items], dtype=np.int64)
+    return knn.KnnSets(items[:n], items[n:], labels[:n], labels[n:], tuple(items[0].class_names))
+
+
+def recipe_bar(world: dict | None = None, driving: dict | None = None) -> list[tuple[str, float, float, bool]]:
+    """The bar a cpu DINO recipe is held to (the book's issue 4), as
+    ``(criterion, value, threshold, passed)`` rows.
+
+    ``world`` / ``driving``: flat dicts with the DINO model's ``corloc`` and
+    ``attn_ratio`` and the CorLoc of the baselines measured on the same images:
+    ``random`` (the same network at random init), ``pixels_centred``,
+    ``pixels_raw`` and ``centre_box`` (world needs all four; driving needs
+    ``random``).
+
+    * world: CorLoc >= 0.5, and >= 0.15 above every baseline; attention ratio >= 2;
+    * driving: CorLoc >= 2x the random-init network's; attention ratio >= 1.5.
+    """
+    rows = []
+    if world:
+        d = world["corloc"]
+        base = max(world[b] for b in ("random", "pixels_centred", "pixels_raw", "centre_box"))
+        rows += [("world: LOST CorLoc >= 0.5", d, 0.5, d >= 0.5),
+                 ("world: CorLoc minus the best baseline >= 0.15", d - base, 0.15, d - base >= 0.15),
+                 ("world: attention on objects / their area >= 2", world["attn_ratio"], 2.0,
+                  world["attn_ratio"] >= 2.0)]
+    if driving:
+        d, r = driving["corloc"], driving["random"]
+        rows += [("driving: CorLoc / random-init CorLoc >= 2", d / r if r > 0 else float("inf") if d > 0 else 0.0,
+                  2.0, d > 0 and d >= 2 * r),
+                 ("driving: attention on objects / their area >= 1.5", driving["attn_ratio"], 1.5,
+                  driving["attn_ratio"] >= 1.5)]
+    return rows
+
+
 def snapshots(card: ModelCard) -> dict[int, Path]:
     """``{step: path}`` of the teacher snapshots kept by a trained zoo model
-    (its recipe's ``snapshot_steps``), in step order; load one with
-    :func:`~dinosal.models.load_dino_backbone`. Empty for models without."""
+    (its recipe's ``snapshot_steps``), in step order (``.pth`` when trained
+    here, ``.safetensors`` when released); load one with
+    :func:`load_snapshot`. Empty for models without."""
     if card.path is None:
         return {}
-    found = sorted(Path(card.path, SNAPSHOT_DIR).glob("step_*.pth"))
-    return {int(p.stem.split("_")[1]): p for p in found}
+    return release.snapshot_paths(card.path)
+
+
+def load_snapshot(card: ModelCard, step: int) -> torch.nn.Module:
+    """The teacher backbone (eval mode) of ``card``'s snapshot at ``step``
+    (see :func:`snapshots`); ``KeyError`` for a step that was not kept."""
+    if card.path is None:
+        raise KeyError(f"zoo: {card.name} has no snapshots (not a trained model)")
+    return release.load_artifact_backbone(card.path, snapshot=step)
 
 
 def describe(spec: TrainSpec) -> str:
@@ -304,4 +577,4 @@ def _official(name: str, profile: str, r: DinoRecipe):
     p = int(model.patch_embed.patch_size[0])
     img = int(model.patch_embed.img_size[0])
     return model.eval(), ModelCard(name, profile, "official", f"width {model.embed_dim}", p, img,
-                                   "ImageNet (official DINO)", 0, 0.0, src)
+                                   "ImageNet (official DINO)", 0, 0.0, src, "official")

@@ -1,7 +1,11 @@
 """Data: the procedural benchmark, readers for the real datasets, exporters.
 
+* :mod:`.sample` — the ground-truth contract: :class:`Sample`, :data:`IGNORE`,
+  :func:`object_mask`, :func:`part_masks`, and the localisation scorers' ``GroundTruth``;
 * :mod:`.synthetic` — ``DrivingScenes``, ``SingleVehicles``, ``ObjectWorld``
-  (items are :class:`Sample`), the torch wrapper and the cached evaluation sets;
+  (items are :class:`Sample`), their configs and the torch wrapper;
+* :mod:`.cache` — cached evaluation sets (``save_cached``, ``load_cached``);
+* :mod:`.stats` — tables and pixel-contrast statistics of a set of samples;
 * :mod:`.readers` — BDD100K, Stanford Cars, Pascal VOC, COCO, image folders;
 * :mod:`.export` — the same formats, written from generated samples.
 """
@@ -36,29 +40,21 @@ from .readers import (
     read_stanford_cars,
     read_voc,
 )
+from .sample import IGNORE, Sample, object_mask, part_masks
 from .synthetic import (
-    IGNORE,
-    CachedSamples,
     DrivingConfig,
     DrivingScenes,
     ObjectWorld,
-    PixelContrast,
-    Sample,
     SampleDataset,
     SingleVehicles,
     VehicleConfig,
     WorldConfig,
-    load_cached,
-    object_mask,
-    object_table,
-    part_masks,
-    pixel_contrast,
-    presence_table,
-    save_cached,
 )
+from .cache import CachedSamples, load_cached, save_cached
+from .stats import PixelContrast, object_table, pixel_contrast, presence_table
 
 __all__ = [
-    # synthetic
+    # sample, synthetic, cache, stats
     "IGNORE", "CachedSamples", "DrivingConfig", "DrivingScenes", "ObjectWorld", "PixelContrast",
     "Sample", "SampleDataset", "SingleVehicles", "VehicleConfig", "WorldConfig", "load_cached",
     "object_mask", "object_table", "part_masks", "pixel_contrast", "presence_table", "save_cached",

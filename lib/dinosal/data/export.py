@@ -48,7 +48,7 @@ from PIL import Image
 
 from ..runs import AtomicWriteError, write_failed
 from .readers import BDD_ALIASES, BDD_CLASSES
-from .synthetic import Sample
+from .sample import Sample
 
 
 @dataclass(frozen=True)

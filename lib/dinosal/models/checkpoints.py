@@ -1,42 +1,13 @@
-"""Backbones, heads and official DINO weights.
+"""Official DINO weights: strict loading of checkpoint layouts into the ViT.
 
-Everything here is a thin layer over timm's ``VisionTransformer``: the study
-never writes its own ViT. What this module adds:
-
-* :func:`create_vit` builds the DINO sizes (``tiny``/``small``/``base``, 12
-  blocks, mlp ratio 4, qkv bias, LayerNorm eps 1e-6) or a custom small
-  config, with ``dynamic_img_size=True`` so any input whose sides are
-  multiples of the patch size runs (position embeddings are interpolated) and
-  ``num_classes=0`` so ``model(x)`` returns the final-normed CLS token
-  ``(B, D)`` exactly as DINO's ``forward`` does.
-* :class:`DINOHead` and :class:`MultiCropWrapper`, DINO's projection head and
-  its "one backbone pass per resolution" wrapper.
-* :class:`LinearHead`, the ``eval_linear`` classifier (multi-class CE or
-  multi-label BCE is the trainer's choice; the head is the same Linear).
-* :func:`load_dino_backbone` / :func:`load_dino_state`, which read the
-  official checkpoint layouts strictly: a key, shape or head-count mismatch
-  raises :class:`CheckpointKeyError` naming the file, the keys and both
-  shapes, never a silent partial load or a silent resize. The one documented
-  exception is a position table of another grid, which is resampled (see
-  :func:`load_dino_backbone`).
-
-Position embeddings at other input sizes
-----------------------------------------
-The stored table has ``1 + n0^2`` rows (``n0 = img_size/patch``). For an input
-of another token grid ``(rows, cols)`` the patch part must be resampled. Two
-methods, chosen by ``pos_interp`` (:data:`POS_INTERP`):
-
-* ``"dino"`` (default): DINO's ``interpolate_pos_encoding``
-  (dino:vision_transformer.py:174-194, :func:`dino_interpolate_pos_embed`):
-  bicubic, ``scale_factor = ((rows+0.1)/n0, (cols+0.1)/n0)``, no antialias,
-  ``align_corners=False``; the table is used unchanged when the grid equals
-  the stored one. This is what ``main_dino`` does for the 96 px local crops
-  and what ``visualize_attention`` does at 480 px.
-* ``"timm"``: timm's ``resample_abs_pos_embed`` (bicubic to the target size,
-  with antialias). On the same weights the two tables differ by a few per
-  cent of their values, enough to change CLS attention maps measurably.
-
-Both give bit-identical outputs at the stored grid.
+:func:`load_dino_backbone` / :func:`load_dino_state` read the official
+checkpoint layouts (and those :mod:`dinosal.train.dino` writes) strictly: a
+key, shape or head-count mismatch raises :class:`CheckpointKeyError` naming
+the file, the keys and both shapes, never a silent partial load or a silent
+resize. The one documented exception is a position table of another grid,
+which is resampled (see :func:`load_dino_backbone` and
+:mod:`dinosal.models.vit`). :func:`load_dino_timm` gets the weights through
+timm's hub; :func:`official_weights_path` names a local file.
 
 Weight-normalised last layer and official checkpoints
 -----------------------------------------------------
@@ -44,7 +15,7 @@ The head's last layer uses ``torch.nn.utils.parametrizations.weight_norm``
 (the old ``torch.nn.utils.weight_norm`` is deprecated). Its parameters are
 named differently from the official checkpoints::
 
-    official (old weight_norm)      this module (parametrizations)
+    official (old weight_norm)      DINOHead (parametrizations)
     head.last_layer.weight_g   ->   head.last_layer.parametrizations.weight.original0   (out_dim, 1)
     head.last_layer.weight_v   ->   head.last_layer.parametrizations.weight.original1   (out_dim, bottleneck)
 
@@ -65,377 +36,30 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
+from .vit import (
+    _RESAMPLE_DOC,
+    VIT_SIZES,
+    DinoVisionTransformer,
+    _arch_dims,
+    _check_pos_interp,
+    create_vit,
+    resample_pos_embed,
+)
+
 __all__ = [
-    "VIT_SIZES",
-    "POS_INTERP",
-    "dino_interpolate_pos_embed",
-    "resample_pos_embed",
-    "DinoVisionTransformer",
-    "create_vit",
-    "DINOHead",
-    "MultiCropWrapper",
-    "LinearHead",
-    "Classifier",
     "CheckpointKeyError",
     "LoadReport",
     "extract_backbone_state",
-    "official_head_keys_to_parametrized",
-    "load_dino_state",
     "load_dino_backbone",
+    "load_dino_state",
     "load_dino_timm",
+    "official_head_keys_to_parametrized",
     "official_weights_path",
 ]
 
 DINO_WEIGHTS_ENV = "DINOSAL_DINO_WEIGHTS"
-
-# DINO's three sizes (dino:vision_transformer.py:236-254): width, depth, heads.
-VIT_SIZES: dict[str, tuple[int, int, int]] = {
-    "tiny": (192, 12, 3),
-    "small": (384, 12, 6),
-    "base": (768, 12, 12),
-}
-
-
-def _arch_dims(arch) -> tuple[int, int, int]:
-    if isinstance(arch, str):
-        key = arch[4:] if arch.startswith("vit_") else arch
-        if key not in VIT_SIZES:
-            raise ValueError(
-                f"create_vit: unknown arch {arch!r}; use one of {sorted(VIT_SIZES)} "
-                "(optionally prefixed 'vit_') or a (width, depth, heads) tuple"
-            )
-        return VIT_SIZES[key]
-    try:
-        width, depth, heads = (int(v) for v in arch)
-    except (TypeError, ValueError):
-        raise ValueError(f"create_vit: arch must be a name or (width, depth, heads), got {arch!r}") from None
-    if width % heads:
-        raise ValueError(f"create_vit: width {width} is not divisible by heads {heads}")
-    return width, depth, heads
-
-
-POS_INTERP: tuple[str, ...] = ("dino", "timm")
-
-
-def _check_pos_interp(value, where: str = "pos_interp") -> str:
-    if value not in POS_INTERP:
-        raise ValueError(f"{where} must be one of {list(POS_INTERP)}, got {value!r}")
-    return value
-
-
-def dino_interpolate_pos_embed(
-    pos_embed: torch.Tensor,
-    new_grid: Sequence[int],
-    old_grid: Optional[Sequence[int]] = None,
-    num_prefix_tokens: int = 1,
-) -> torch.Tensor:
-    """DINO's ``interpolate_pos_encoding`` for a token grid ``(rows, cols)``.
-
-    Source: dino:vision_transformer.py:174-194 (``VisionTransformer.
-    interpolate_pos_encoding``). ``pos_embed`` is ``(1, P + n_r*n_c, D)`` with
-    ``P = num_prefix_tokens`` prefix rows (the CLS position, left unchanged)
-    followed by the ``old_grid = (n_r, n_c)`` patch positions in row-major
-    order (default: a square grid). Returns ``(1, P + rows*cols, D)``.
-
-    The table is returned unchanged (the same tensor) when ``(rows, cols)``
-    equals the stored grid; DINO's test ``npatch == N and w == h`` is the same
-    for inputs whose sides are multiples of the patch. Otherwise the patch part
-    is resized with ``F.interpolate(mode="bicubic", align_corners=False,
-    antialias=False)`` and ``scale_factor = ((rows + 0.1)/n_r, (cols +
-    0.1)/n_c)``: a *scale factor*, not a target size, so the sampling grid is
-    stretched by the +0.1 (dino issue #8) and differs from resizing to
-    ``(rows, cols)``. DINO's quirk: its ``w, h`` are the input's dims 2 and 3,
-    i.e. (height, width); ``rows`` here is the height in patches, so the
-    result is the same. Differentiable; computed in float32, returned in the
-    table's dtype. Raises ``ValueError`` for a table that does not hold
-    ``old_grid`` or a non-positive grid.
-    """
-    rows, cols = (int(v) for v in new_grid)
-    n = int(pos_embed.shape[1]) - int(num_prefix_tokens)
-    if old_grid is None:
-        side = math.isqrt(max(n, 0))
-        if side * side != n:
-            raise ValueError(f"dino_interpolate_pos_embed: {n} patch positions are not a square grid; pass old_grid")
-        old_grid = (side, side)
-    r0, c0 = (int(v) for v in old_grid)
-    if pos_embed.ndim != 3 or r0 * c0 != n or rows < 1 or cols < 1:
-        raise ValueError(
-            f"dino_interpolate_pos_embed: table {tuple(pos_embed.shape)} with {num_prefix_tokens} prefix rows "
-            f"does not hold the grid {(r0, c0)}, or the new grid {(rows, cols)} is empty"
-        )
-    if (rows, cols) == (r0, c0):
-        return pos_embed
-    prefix, patch = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    dim = patch.shape[-1]
-    grid = patch.float().reshape(1, r0, c0, dim).permute(0, 3, 1, 2)
-    out = F.interpolate(
-        grid, scale_factor=((rows + 0.1) / r0, (cols + 0.1) / c0), mode="bicubic",
-        align_corners=False, antialias=False,
-    )
-    if tuple(out.shape[-2:]) != (rows, cols):  # DINO asserts the same
-        raise RuntimeError(f"dino_interpolate_pos_embed: got a {tuple(out.shape[-2:])} grid for {(rows, cols)}")
-    out = out.permute(0, 2, 3, 1).reshape(1, rows * cols, dim).to(pos_embed.dtype)
-    return torch.cat([prefix, out], dim=1)
-
-
-_RESAMPLE_DOC = {
-    "dino": "bicubic, scale_factor (n+0.1)/n0, no antialias (DINO interpolate_pos_encoding)",
-    "timm": "bicubic to the target size with antialias (timm resample_abs_pos_embed)",
-}
-
-
-def resample_pos_embed(
-    pos_embed: torch.Tensor,
-    new_grid: Sequence[int],
-    old_grid: Sequence[int],
-    method: str = "dino",
-    num_prefix_tokens: int = 1,
-) -> torch.Tensor:
-    """Resample a ``(1, P + n_r*n_c, D)`` position table to ``new_grid`` by
-    ``method`` (:data:`POS_INTERP`): ``"dino"`` is
-    :func:`dino_interpolate_pos_embed`, ``"timm"`` is timm's
-    ``resample_abs_pos_embed`` (bicubic, antialias, to the target size).
-    Returns ``(1, P + rows*cols, D)``; the same tensor when the grids are equal.
-    Raises ``ValueError`` for an unknown method."""
-    _check_pos_interp(method, "resample_pos_embed: method")
-    if method == "dino":
-        return dino_interpolate_pos_embed(pos_embed, new_grid, old_grid, num_prefix_tokens)
-    return resample_abs_pos_embed(
-        pos_embed, new_size=[int(v) for v in new_grid], old_size=[int(v) for v in old_grid],
-        num_prefix_tokens=num_prefix_tokens,
-    )
-
-
-class DinoVisionTransformer(VisionTransformer):
-    """timm's ``VisionTransformer`` whose position table follows ``pos_interp``.
-
-    The only change is :meth:`_pos_embed` (used by ``forward``,
-    ``forward_features`` and ``forward_intermediates``): with
-    ``pos_interp="dino"`` and ``dynamic_img_size=True``, a token grid other
-    than the stored one gets :func:`dino_interpolate_pos_embed`; with
-    ``"timm"`` (or a fixed image size) timm's own code runs. Parameters and
-    state-dict keys are timm's. ``pos_interp`` is an attribute that can be
-    changed later (validated; ``ValueError`` for other values).
-    """
-
-    def __init__(self, *args, pos_interp: str = "dino", **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.pos_interp = pos_interp
-
-    @property
-    def pos_interp(self) -> str:
-        return self._pos_interp
-
-    @pos_interp.setter
-    def pos_interp(self, value: str) -> None:
-        self._pos_interp = _check_pos_interp(value)
-
-    def extra_repr(self) -> str:
-        return f"pos_interp={self.pos_interp!r}"
-
-    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pos_interp != "dino" or self.pos_embed is None or not self.dynamic_img_size:
-            return super()._pos_embed(x)
-        B, H, W, C = x.shape  # dynamic_img_size: patch_embed returns NHWC
-        pos_embed = dino_interpolate_pos_embed(
-            self.pos_embed, (H, W), old_grid=tuple(self.patch_embed.grid_size),
-            num_prefix_tokens=0 if self.no_embed_class else self.num_prefix_tokens,
-        )
-        x = x.view(B, -1, C)
-        to_cat = []
-        if self.cls_token is not None:
-            to_cat.append(self.cls_token.expand(B, -1, -1))
-        if self.reg_token is not None:
-            to_cat.append(self.reg_token.expand(B, -1, -1))
-        if self.no_embed_class:  # as timm: add, then prepend the prefix tokens
-            x = x + pos_embed
-            x = torch.cat(to_cat + [x], dim=1) if to_cat else x
-        else:  # DINO and original timm: prepend CLS, then add
-            x = torch.cat(to_cat + [x], dim=1) if to_cat else x
-            x = x + pos_embed
-        return self.pos_drop(x)
-
-
-def create_vit(
-    arch="tiny",
-    patch: int = 8,
-    img_size: int = 96,
-    drop_path: float = 0.0,
-    pos_interp: str = "dino",
-    **kw,
-) -> DinoVisionTransformer:
-    """A timm ViT with DINO's settings.
-
-    ``arch``: ``"tiny"``/``"small"``/``"base"`` (``"vit_"`` prefix allowed) or a
-    custom ``(width, depth, heads)`` tuple. ``patch`` is 8 or 16 (any positive
-    int works). ``img_size`` only fixes the size of the stored position table
-    (``(img_size/patch)^2 + 1`` rows); inputs of any size that is a multiple of
-    ``patch`` run, the table being resampled to their grid by ``pos_interp``:
-    ``"dino"`` (default) is DINO's ``interpolate_pos_encoding``
-    (:func:`dino_interpolate_pos_embed`), ``"timm"`` timm's bicubic+antialias
-    resampling (see the module docstring). Extra keyword arguments go to
-    timm's ``VisionTransformer``.
-
-    ``model(x)`` with ``x`` ``(B, 3, H, W)`` returns the final-normed CLS token
-    ``(B, D)``. Raises ``ValueError`` for an unknown arch or ``pos_interp``, or
-    an ``img_size`` that is not a multiple of ``patch``.
-    """
-    width, depth, heads = _arch_dims(arch)
-    _check_pos_interp(pos_interp, "create_vit: pos_interp")
-    if patch <= 0 or img_size % patch:
-        raise ValueError(f"create_vit: img_size {img_size} must be a positive multiple of patch {patch}")
-    kwargs = dict(
-        img_size=img_size,
-        patch_size=patch,
-        embed_dim=width,
-        depth=depth,
-        num_heads=heads,
-        mlp_ratio=4.0,
-        qkv_bias=True,
-        num_classes=0,
-        global_pool="token",
-        class_token=True,
-        dynamic_img_size=True,
-        drop_path_rate=drop_path,
-    )
-    kwargs.update(kw)
-    return DinoVisionTransformer(pos_interp=pos_interp, **kwargs)
-
-
-def _trunc_normal_init(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
-class DINOHead(nn.Module):
-    """DINO's projection head: MLP -> L2 normalise -> weight-normalised Linear.
-
-    ``nlayers`` Linear layers (hidden ``hidden_dim``, GELU between them,
-    optional BatchNorm), the last one mapping to ``bottleneck_dim``; the output
-    is L2-normalised and passed through ``Linear(bottleneck, out_dim,
-    bias=False)`` under weight normalisation. With ``norm_last_layer`` the
-    norm ``g`` is filled with 1 and frozen, so each output is the cosine with a
-    unit-norm prototype. MLP weights use trunc-normal(std 0.02) init, biases 0;
-    the last layer keeps torch's default init, as in the official head.
-
-    Input ``(B, in_dim)``, output ``(B, out_dim)`` logits.
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        out_dim: int,
-        use_bn: bool = False,
-        norm_last_layer: bool = True,
-        nlayers: int = 3,
-        hidden_dim: int = 2048,
-        bottleneck_dim: int = 256,
-    ) -> None:
-        super().__init__()
-        nlayers = max(nlayers, 1)
-        if nlayers == 1:
-            self.mlp = nn.Linear(in_dim, bottleneck_dim)
-        else:
-            layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim)]
-            if use_bn:
-                layers.append(nn.BatchNorm1d(hidden_dim))
-            layers.append(nn.GELU())
-            for _ in range(nlayers - 2):
-                layers.append(nn.Linear(hidden_dim, hidden_dim))
-                if use_bn:
-                    layers.append(nn.BatchNorm1d(hidden_dim))
-                layers.append(nn.GELU())
-            layers.append(nn.Linear(hidden_dim, bottleneck_dim))
-            self.mlp = nn.Sequential(*layers)
-        self.apply(_trunc_normal_init)
-        last = nn.Linear(bottleneck_dim, out_dim, bias=False)
-        self.last_layer = nn.utils.parametrizations.weight_norm(last)
-        g = self.last_layer.parametrizations.weight.original0
-        with torch.no_grad():
-            g.fill_(1.0)
-        if norm_last_layer:
-            g.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mlp(x)
-        x = F.normalize(x, dim=-1, p=2)
-        return self.last_layer(x)
-
-
-class MultiCropWrapper(nn.Module):
-    """Backbone + head over a list of crops.
-
-    ``forward(crops)`` takes a list of ``(B, 3, H_i, W_i)`` tensors (or one
-    tensor), runs the backbone once per run of *consecutive* crops with the
-    same ``(H, W)``, concatenates the CLS outputs in crop order (crop-major:
-    rows ``[i*B:(i+1)*B]`` belong to crop ``i``) and runs the head once.
-    Returns the head output ``(n_crops*B, K)``; with ``return_backbone=True``
-    returns ``(head_out, backbone_out (n_crops*B, D))``.
-
-    The official wrapper groups by width only; grouping by the full size is
-    the same for square crops and safe for others.
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, crops, return_backbone: bool = False):
-        if isinstance(crops, torch.Tensor):
-            crops = [crops]
-        outs = []
-        start = 0
-        while start < len(crops):
-            end = start + 1
-            size = tuple(crops[start].shape[-2:])
-            while end < len(crops) and tuple(crops[end].shape[-2:]) == size:
-                end += 1
-            outs.append(self.backbone(torch.cat(list(crops[start:end]))))
-            start = end
-        feats = torch.cat(outs)
-        head_out = self.head(feats)
-        return (head_out, feats) if return_backbone else head_out
-
-
-class LinearHead(nn.Module):
-    """``eval_linear``'s classifier: ``Linear(in_dim, num_labels)``, weights
-    N(0, 0.01), bias 0. Input ``(B, in_dim)`` features of the last block
-    (the normed CLS), output ``(B, num_labels)`` raw logits: softmax + CE for
-    one label per image, one sigmoid per class + BCE for multi-label."""
-
-    def __init__(self, in_dim: int, num_labels: int, multi_label: bool = False) -> None:
-        super().__init__()
-        self.multi_label = bool(multi_label)
-        self.linear = nn.Linear(in_dim, num_labels)
-        nn.init.normal_(self.linear.weight, mean=0.0, std=0.01)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1))
-
-
-class Classifier(nn.Module):
-    """A backbone whose CLS output ``(B, D)`` feeds a :class:`LinearHead`."""
-
-    def __init__(self, backbone: nn.Module, head: LinearHead) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
-
-# --------------------------------------------------------------------------
-# Official weights
-# --------------------------------------------------------------------------
 
 
 class CheckpointKeyError(KeyError):

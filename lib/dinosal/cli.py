@@ -1,0 +1,249 @@
+"""Command lines of the library (the top floor: it may import anything below).
+
+``python -m dinosal.train --recipe PROFILE:NAME --run-dir DIR`` trains the
+zoo recipe ``NAME`` of profile ``PROFILE`` (:data:`dinosal.profiles.DINO_RECIPES`)
+with :func:`dinosal.train.dino.train_dino`; run again with the same
+``--run-dir`` it resumes. One process runs on CPU or one GPU; several run
+under ``torchrun --nproc_per_node=N -m dinosal.train ...`` (every process
+runs this; NCCL on GPUs, gloo on CPU). ``--set field=value`` overrides
+:class:`~dinosal.train.dino_config.DinoConfig` fields; ``--help-config``
+lists them with their help text.
+
+The command line lives here, not in the trainer, because it resolves a zoo
+recipe: :mod:`dinosal.zoo` stands on the trainer, so the trainer must not
+import it.
+
+``python -m dinosal.cli COMMAND`` (:func:`release_main`) handles the released
+checkpoints (:mod:`dinosal.release`):
+
+* ``weights [--profile cpu] [--names ...] [--force]`` (``make weights``):
+  train every model the profile releases into the run cache (resumable;
+  progress bars), replacing artifacts that were materialised from the
+  release (``--force``: every one), then print each model's held-out metrics
+  beside the released ones;
+* ``release --from-cache [--profile cpu] [--names ...] [--dtype float16]``
+  (``make release``): write ``weights/<name>/`` and the manifest from the
+  run cache;
+* ``verify [--profile P]``: check the sha256 of every released file (exit 1
+  on a mismatch).
+
+The models a profile releases come from ``dinosal.zoo.catalogue(profile) ->
+list[tuple[str, TrainSpec]]`` (name, training spec). Held-out metrics come
+from the artifact manifest's ``"metrics"`` (measured right after training)
+when it has them, else from ``dinosal.zoo.held_out_metrics(spec,
+model) -> dict[str, float]`` when that exists, else none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ast
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch.distributed as dist
+
+from . import release, runs, zoo
+from .train.dino import CHECKPOINT, config_help, train_dino
+
+__all__ = ["main", "release_main"]
+
+PROG = "python -m dinosal.train"
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m dinosal.train --recipe PROFILE:NAME --run-dir DIR``.
+
+    One process: CPU or one GPU. Several: ``torchrun --nproc_per_node=N -m
+    dinosal.train ...`` (every process runs this; NCCL on GPUs, gloo on
+    CPU). ``--set field=value`` overrides :class:`DinoConfig` fields;
+    ``--help-config`` lists them with their help text.
+    """
+    ap = argparse.ArgumentParser(prog=PROG, description=main.__doc__.split("\n")[0])
+    ap.add_argument("--recipe", help="PROFILE:NAME of dinosal.profiles.DINO_RECIPES, e.g. cpu:dino_world")
+    ap.add_argument("--run-dir", help="checkpoint.pth and log.csv go here; an existing checkpoint is resumed")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="DinoConfig overrides (python literals)")
+    ap.add_argument("--help-config", action="store_true", help="list DinoConfig fields and exit")
+    args = ap.parse_args(argv)
+    if args.help_config:
+        print(config_help())
+        return 0
+    if not args.recipe or not args.run_dir or ":" not in args.recipe:
+        ap.error("--recipe PROFILE:NAME and --run-dir are required")
+
+    profile, name = args.recipe.split(":", 1)
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            ap.error(f"--set expects FIELD=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        overrides[k] = _literal(v)
+    spec = zoo.train_spec(zoo.recipe(name, profile), **overrides)
+    started_here = not dist.is_initialized()
+    try:
+        result = train_dino(spec.dino, zoo.training_set(spec), run_dir=args.run_dir)
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            last = result.log[-1] if result.log else {}
+            print(f"{result.stopped} after {result.steps}/{result.total_steps} steps in {result.seconds:.0f} s; "
+                  f"loss {last.get('loss', float('nan')):.4f}, teacher entropy {last.get('teacher_entropy', float('nan')):.3f}")
+    finally:
+        if started_here and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+# ---- released checkpoints: python -m dinosal.cli {weights,release,verify}
+
+RELEASE_PROG = "python -m dinosal.cli"
+SIZE_BUDGET_BYTES = 100 * 10**6
+"""The whole release (every model of the study) should stay under 100 MB."""
+
+
+class _CliError(RuntimeError):
+    pass
+
+
+def _catalogue(profile: str, names: Optional[Sequence[str]]) -> list[tuple[str, object]]:
+    """``[(name, TrainSpec)]`` of the models ``profile`` releases (``zoo.catalogue``), filtered by ``names``."""
+    hook = getattr(zoo, "catalogue", None)
+    if hook is None:
+        raise _CliError("dinosal.zoo.catalogue is not defined yet: the release commands need "
+                        "catalogue(profile) -> list[tuple[str, TrainSpec]] (name, training spec of every model "
+                        "the profile releases)")
+    models = [(str(n), spec) for n, spec in hook(profile)]
+    if names:
+        unknown = sorted(set(names) - {n for n, _ in models})
+        if unknown:
+            raise _CliError(f"profile {profile!r} releases no model {unknown}; it has {[n for n, _ in models]}")
+        models = [(n, spec) for n, spec in models if n in set(names)]
+    return models
+
+
+def _artifact(spec) -> Path:
+    """Where the run cache keeps the DINO model of ``spec`` (it may not exist)."""
+    return runs.cache_root() / zoo.DINO_KIND / zoo.model_key(spec)
+
+
+def _metrics(name: str, spec, path: Path) -> dict:
+    """Held-out metrics of a cached model (see the module doc), ``{}`` if nobody measures them."""
+    stored = runs.read_manifest(path).get("metrics")
+    if isinstance(stored, dict) and stored:
+        return {k: float(v) for k, v in stored.items()}
+    hook = getattr(zoo, "held_out_metrics", None)
+    if hook is None:
+        print(f"{name}: no held-out metrics (neither in {path / runs.MANIFEST} nor from zoo.held_out_metrics)",
+              file=sys.stderr)
+        return {}
+    return {k: float(v) for k, v in hook(spec, release.load_artifact_backbone(path)).items()}
+
+
+def _weights(args) -> int:
+    from tqdm.auto import tqdm
+
+    models = _catalogue(args.profile, args.names)
+    retrained = {}
+    for name, spec in tqdm(models, desc=f"models of {args.profile}", unit="model"):
+        # threads are run control (same key); two threads on a busy 2-core machine are several times slower
+        spec = dataclasses.replace(spec, dino=spec.dino.replace(threads=args.threads))
+        path = _artifact(spec)
+        exists = (path / runs.MANIFEST).is_file()
+        rebuild = exists and (args.force or not (path / CHECKPOINT).is_file())  # a materialised release: retrain
+        tqdm.write(f"{name}: {'retraining' if rebuild else 'in the run cache' if exists else 'training'} ({path.name})")
+        path = zoo.train_cached(spec, rebuild=rebuild, use_release=False)
+        if not (path / CHECKPOINT).is_file():
+            raise _CliError(f"{name}: zoo.train_cached gave {path} without {CHECKPOINT}: it must train, "
+                            "not materialise the release")
+        retrained[name] = _metrics(name, spec, path)
+    released = {}
+    for name, spec in models:
+        entry = release.find(zoo.model_key(spec))
+        if entry is None:
+            entry = next((e for e in release.entries(args.profile) if e.name == name), None)
+            if entry is not None:
+                print(f"{name}: the released checkpoint has key {entry.key}, the recipe now gives "
+                      f"{zoo.model_key(spec)}: release it again (make release)")
+        released[name] = entry.metrics if entry is not None else {}
+    table = release.compare(released, retrained)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(table) else "no metrics to compare")
+    return 0
+
+
+def _release(args) -> int:
+    from tqdm.auto import tqdm
+
+    models = _catalogue(args.profile, args.names)
+    missing = [f"{name} ({_artifact(spec)})" for name, spec in models if not (_artifact(spec) / runs.MANIFEST).is_file()]
+    if missing:
+        raise _CliError(f"not in the run cache: {', '.join(missing)}; train them first (make weights)")
+    for name, spec in tqdm(models, desc=f"release {args.profile}", unit="model"):
+        path = _artifact(spec)
+        entry = release.export_artifact(path, name, args.profile, _metrics(name, spec, path), dtype=args.dtype)
+        tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
+    everything = release.entries()
+    total = sum(e.size_bytes for e in everything)
+    print(f"{release.release_root()}: {len(everything)} entries, {total / 1e6:.1f} MB"
+          f"{' -- over the 100 MB budget' if total > SIZE_BUDGET_BYTES else ''}")
+    return 0
+
+
+def _verify(args) -> int:
+    from tqdm.auto import tqdm
+
+    found = release.entries(args.profile)
+    if not found:
+        print(f"no released models in {release.release_root()}")
+        return 0
+    bad = 0
+    for entry in tqdm(found, desc="verify", unit="model"):
+        try:
+            release.verify(entry)
+            tqdm.write(f"ok  {entry.name} ({entry.profile}, {entry.key}): {len(entry.files)} files, "
+                       f"{entry.size_bytes / 1e6:.1f} MB")
+        except (release.ReleaseIntegrityError, ValueError) as err:
+            bad += 1
+            tqdm.write(f"BAD {entry.name}: {err}")
+    print(f"{len(found) - bad} of {len(found)} released models verified")
+    return 1 if bad else 0
+
+
+def release_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m dinosal.cli {weights,release,verify}``: the released checkpoints (see the module doc).
+
+    Returns the exit status: 0 on success, 1 when verification fails or a
+    command stops with an error (printed to stderr, naming the file or model).
+    """
+    ap = argparse.ArgumentParser(prog=RELEASE_PROG, description="The released checkpoints under weights/: "
+                                 "retrain them (weights), write them from the run cache (release), check them (verify).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("weights", help="train the released models into the run cache, compare held-out metrics")
+    w.add_argument("--force", action="store_true", help="retrain models the run cache already holds, too")
+    w.add_argument("--threads", type=int, default=1,
+                   help="torch threads of each training (default 1: on a small shared CPU more threads wait "
+                        "for busy cores; results do not depend on it)")
+    r = sub.add_parser("release", help="write the release folder and manifest from the run cache")
+    r.add_argument("--from-cache", action="store_true", help="take the models from the run cache (the only source)")
+    r.add_argument("--dtype", default=release.DEFAULT_DTYPE, choices=sorted(release.DTYPES))
+    for p in (w, r):
+        p.add_argument("--profile", default="cpu", help="profile whose models are released (default: cpu)")
+        p.add_argument("--names", nargs="*", help="only these models (default: every model of the catalogue)")
+    v = sub.add_parser("verify", help="check the sha256 of every released file")
+    v.add_argument("--profile", default=None, help="only the entries of this profile")
+    args = ap.parse_args(argv)
+    try:
+        return {"weights": _weights, "release": _release, "verify": _verify}[args.command](args)
+    except (_CliError, release.ReleaseIntegrityError, FileExistsError, FileNotFoundError) as err:
+        print(f"{RELEASE_PROG} {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(release_main())

@@ -1,0 +1,187 @@
+"""Export a cached DINO artifact into the release folder (see :mod:`dinosal.release`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+
+from .. import runs
+from ..models import load_dino_state
+from ..train.dino import CHECKPOINT, LOG_CSV, SNAPSHOT_DIR
+from .store import (
+    BACKBONE,
+    CONFIG_JSON,
+    DEFAULT_DTYPE,
+    DTYPES,
+    KIND,
+    Entry,
+    ReleaseIntegrityError,
+    _folder_lock,
+    _publish,
+    _read_manifest,
+    _root,
+    _write_manifest,
+    git_commit,
+    verify,
+)
+from .tensors import _cast, _expected_digest, _network, _read_safetensors, _safetensors_bytes, _torch_teacher
+
+
+def _artifact_files(cache_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Path]]:
+    """Final teacher backbone and ``{release path: source}`` of the snapshots of a dino artifact."""
+    if (cache_dir / CHECKPOINT).is_file():
+        state, _ = _torch_teacher(cache_dir / CHECKPOINT)
+    elif (cache_dir / BACKBONE).is_file():  # an artifact materialised from a release
+        state = _read_safetensors(cache_dir / BACKBONE, _expected_digest(cache_dir, BACKBONE))
+    else:
+        raise FileNotFoundError(f"{cache_dir}: neither {CHECKPOINT} nor {BACKBONE}: not a trained dino artifact")
+    snaps = {}
+    for p in sorted((cache_dir / SNAPSHOT_DIR).glob("step_*")):
+        if p.suffix in (".pth", ".safetensors"):
+            snaps[f"{SNAPSHOT_DIR}/{p.stem}.safetensors"] = p
+    return state, snaps
+
+
+def _foreign_files(folder: Path, listed: Iterable[str]) -> list[str]:
+    """Paths under ``folder`` (relative) that are not regular files listed in ``listed``."""
+    listed = set(listed)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            rel = p.relative_to(folder).as_posix()
+            if p.is_symlink() or (not p.is_dir() and (not p.is_file() or rel not in listed)):
+                out.append(rel)
+    return sorted(out)
+
+
+def _same_release(old: Entry, new: Entry) -> bool:
+    """Whether ``old`` (verified on disk) is ``new`` up to its creation time."""
+    a, b = old.to_dict(), new.to_dict()
+    a.pop("created"), b.pop("created")
+    if a != b:
+        return False
+    try:
+        verify(old)
+    except (ReleaseIntegrityError, ValueError):
+        return False
+    return not _foreign_files(old.folder, old.files)
+
+
+def export_artifact(cache_dir, name: str, profile: str, metrics: Mapping[str, float],
+                    dtype: str = DEFAULT_DTYPE, root=None) -> Entry:
+    """Release the cached DINO artifact ``cache_dir`` as ``<root>/<name>/``.
+
+    ``cache_dir``: a ``dino`` run-cache artifact (``manifest.json`` and
+    ``checkpoint.pth``, or one materialised from a release), with ``log.csv``
+    and optional ``snapshots/``. Writes ``backbone.safetensors`` (the
+    teacher's backbone, no head, floating tensors cast to ``dtype``),
+    ``config.json`` (the artifact's run config), ``log.csv`` (copied) and one
+    ``snapshots/step_NNNNNN.safetensors`` per snapshot; then replaces the
+    manifest entry of ``name``. ``metrics``: held-out metrics (name ->
+    number). Provenance from the artifact's manifest: steps
+    (``training.steps``), wall time (``timings.build_seconds``), machine,
+    versions, and its ``commit`` if it has one, else :func:`git_commit` now.
+
+    The files are written into a temporary folder beside the entry and moved
+    into place, then the manifest is replaced (atomic). Raises
+    ``FileExistsError`` (nothing changed) when ``<root>/<name>/`` holds a
+    file its manifest entry does not list; ``ValueError`` for a bad name,
+    dtype, an artifact that is not ``dino``, or weights that do not load
+    into the network its config describes; ``FileNotFoundError`` for missing
+    artifact files. Returns the new :class:`Entry`; an export that would
+    change nothing but the creation time leaves the release as it is and
+    returns the existing entry (re-releasing gives no diff).
+    """
+    cache_dir, root = Path(cache_dir), _root(root)
+    if not name or name.startswith(".") or "/" in name or "\\" in name or name != name.strip():
+        raise ValueError(f"release: bad entry name {name!r} (a plain folder name is needed)")
+    if dtype not in DTYPES:
+        raise ValueError(f"release: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    try:
+        manifest = runs.read_manifest(cache_dir)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{cache_dir}: no {runs.MANIFEST}: not a run-cache artifact") from None
+    if manifest.get("kind") != KIND:
+        raise ValueError(f"{cache_dir}: artifact of kind {manifest.get('kind')!r}; only {KIND!r} can be released")
+    if not (cache_dir / LOG_CSV).is_file():
+        raise FileNotFoundError(f"{cache_dir / LOG_CSV}: no training log to release")
+    config = manifest["config"]
+    state, snaps = _artifact_files(cache_dir)
+    net = _network(config, cache_dir / runs.MANIFEST)
+
+    blobs: dict[str, bytes] = {}
+    meta = {"content": "dino teacher backbone", "key": manifest["key"], "dtype": dtype}
+    for rel, src in [(BACKBONE, None), *snaps.items()]:
+        if src is None:
+            s, step = state, manifest.get("training", {}).get("steps")
+        elif src.suffix == ".pth":
+            s, step = _torch_teacher(src)
+        else:
+            s = _read_safetensors(src, _expected_digest(cache_dir, f"{SNAPSHOT_DIR}/{src.name}"))
+            step = int(src.stem.split("_")[1])
+        load_dino_state(net, {k: v.float() if v.is_floating_point() else v for k, v in s.items()},
+                        source=str(src or cache_dir / CHECKPOINT))  # strict: the config describes these weights
+        blobs[rel] = _safetensors_bytes(_cast(s, dtype, str(src or cache_dir)), {**meta, "step": step})
+    blobs[CONFIG_JSON] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    blobs[LOG_CSV] = (cache_dir / LOG_CSV).read_bytes()
+
+    training = manifest.get("training", {})
+    entry = Entry(
+        name=name, profile=profile, kind=KIND, key=manifest["key"],
+        files={rel: hashlib.sha256(b).hexdigest() for rel, b in sorted(blobs.items())}, dtype=dtype,
+        steps=int(training.get("steps", 0)), train_seconds=float(manifest.get("timings", {}).get("build_seconds", 0.0)),
+        machine=manifest.get("machine", {}), commit=manifest.get("commit") or git_commit(),
+        versions=manifest.get("versions", {}), metrics={k: float(v) for k, v in dict(metrics).items()},
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), root=str(root),
+    )
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
+    try:
+        for rel, data in blobs.items():
+            runs.atomic_write_bytes(tmp / rel, data)
+            _publish(tmp / rel)
+        for d in (tmp, tmp / SNAPSHOT_DIR):
+            if d.is_dir():
+                _publish(d, 0o777)
+        with _folder_lock(root):
+            rows = _read_manifest(root)
+            old = next((e for e in rows if e.name == name), None)
+            final = root / name
+            if final.is_symlink() or (final.exists() and not final.is_dir()):
+                raise FileExistsError(f"{final}: not a folder this release wrote; nothing was changed")
+            if old is not None and _same_release(old, entry):
+                return old  # nothing changed but the time: keep the entry as it is (no diff in git)
+            if final.exists():
+                foreign = _foreign_files(final, old.files if old else ())
+                if foreign:
+                    raise FileExistsError(
+                        f"{final}: holds files the release manifest does not list for {name!r}: "
+                        f"{', '.join(foreign[:10])}{' ...' if len(foreign) > 10 else ''}; nothing was changed. "
+                        "Move them away to release this model.")
+            retired = None
+            if final.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=root))
+                os.replace(final, retired / name)
+            os.replace(tmp, final)
+            try:
+                _write_manifest(root, [e for e in rows if e.name != name] + [entry])
+            except BaseException:
+                os.replace(final, tmp)  # put the old folder back: folder and manifest agree again
+                if retired is not None:
+                    os.replace(retired / name, final)
+                raise
+            if retired is not None:
+                shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry

@@ -1,0 +1,258 @@
+"""The release manifest: entries, integrity, provenance (no tensors here).
+
+``<root>/manifest.json`` is ``{"format": 1, "entries": [...]}``, one
+:class:`Entry` per released model, sorted by name, replaced atomically.
+:func:`verify` recomputes every file's sha256; :func:`compare` sets
+released metrics beside retrained ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Optional, Union
+
+import torch
+
+from .. import runs
+
+WEIGHTS_ENV = "DINOSAL_WEIGHTS"
+_REPO = runs._repo_root()
+RELEASE_DIR: Optional[Path] = _REPO / "weights" if _REPO is not None else None
+"""``<repo root>/weights`` when the package lives in a checkout, else None
+(``$DINOSAL_WEIGHTS`` overrides it at call time, see :func:`release_root`)."""
+MANIFEST = "manifest.json"
+FORMAT = 1
+BACKBONE = "backbone.safetensors"
+CONFIG_JSON = "config.json"
+DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "float32": torch.float32}
+DEFAULT_DTYPE = "float16"
+"""Measured on the cpu profile's dino_world and dino_driving (20 held-out
+images at 128 px each): fp16 storage moves CLS attention by at most 2.4e-4
+(values up to 0.16) and keys by at most 1.9e-3 (7e-4 of their largest
+magnitude); every LOST and TokenCut box is identical."""
+KIND = "dino"
+
+
+class ReleaseIntegrityError(ValueError):
+    """A released file is missing or its sha256 differs from the manifest.
+
+    ``path``: the file; ``expected``: the manifest's digest; ``actual``: the
+    file's digest, None when the file is missing."""
+
+    def __init__(self, path, expected: str, actual: Optional[str]):
+        self.path, self.expected, self.actual = Path(path), expected, actual
+        if actual is None:
+            msg = f"{path}: missing; the release manifest lists it with sha256 {expected}"
+        else:
+            msg = (f"{path}: sha256 {actual} does not match the release manifest's {expected} "
+                   "(the file is corrupted or was edited; restore it from git or release it again)")
+        super().__init__(msg)
+
+
+@dataclass
+class Entry:
+    """One released model: a row of ``weights/manifest.json``.
+
+    name: folder under the release root; profile: the profile it was
+    released for; kind: run-cache kind (``"dino"``); key: the run-cache key
+    (16 hex digits) its config gives; files: ``{path relative to the entry
+    folder: sha256 hex}``; dtype: storage dtype of the tensors; steps:
+    training steps; train_seconds: wall time of the build that trained it;
+    machine, versions: of the machine that trained it (``runs.machine()``,
+    ``runs.versions()``); commit: ``git rev-parse HEAD`` of the code, with
+    ``+dirty`` when ``lib/`` had uncommitted changes, or ``"unknown"``;
+    metrics: held-out metrics measured after training (name -> number);
+    created: UTC time of the export (ISO 8601). ``root``: the release folder
+    the entry was read from (not stored).
+    """
+
+    name: str
+    profile: str
+    kind: str
+    key: str
+    files: dict[str, str]
+    dtype: str
+    steps: int
+    train_seconds: float
+    machine: dict
+    commit: str
+    versions: dict
+    metrics: dict
+    created: str
+    root: Optional[str] = field(default=None, compare=False, repr=False)
+
+    @property
+    def folder(self) -> Path:
+        """``<release root>/<name>``."""
+        return Path(self.root if self.root is not None else release_root()) / self.name
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("root")
+        return d
+
+    @property
+    def size_bytes(self) -> int:
+        """Total bytes of the entry's files on disk (missing files count 0)."""
+        return sum((self.folder / rel).stat().st_size for rel in self.files if (self.folder / rel).is_file())
+
+
+_FIELDS = [f.name for f in dataclasses.fields(Entry) if f.name != "root"]
+
+
+def release_root() -> Path:
+    """The release folder: ``$DINOSAL_WEIGHTS`` if set, else :data:`RELEASE_DIR`.
+    Raises ``RuntimeError`` when neither exists (an installed package)."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    if RELEASE_DIR is None:
+        raise RuntimeError(f"release: no release folder: the package is not in a checkout; set ${WEIGHTS_ENV}")
+    return RELEASE_DIR
+
+
+def _root(root) -> Path:
+    return Path(root) if root is not None else release_root()
+
+
+def sha256_file(path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(root: Path) -> list[Entry]:
+    path = root / MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable release manifest ({err})") from err
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"{path}: not a release manifest of format {FORMAT} (format {got!r}, or no entry list)")
+    out = []
+    for i, row in enumerate(doc["entries"]):
+        missing = [k for k in _FIELDS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ValueError(f"{path}: entry {i} ({row.get('name') if isinstance(row, dict) else row!r}) "
+                             f"lacks {missing}")
+        out.append(Entry(**{k: row[k] for k in _FIELDS}, root=str(root)))
+    return out
+
+
+def _write_manifest(root: Path, rows: list[Entry]) -> None:
+    doc = {"format": FORMAT, "entries": [e.to_dict() for e in sorted(rows, key=lambda e: e.name)]}
+    runs.atomic_write_text(root / MANIFEST, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    _publish(root / MANIFEST)
+
+
+def entries(profile: Optional[str] = None, root=None) -> list[Entry]:
+    """The released entries (all, or those of ``profile``), sorted by name;
+    ``[]`` when there is no manifest. A malformed manifest raises
+    ``ValueError`` naming it."""
+    return [e for e in _read_manifest(_root(root)) if profile is None or e.profile == profile]
+
+
+def find(key: str, root=None, kind: str = KIND) -> Optional[Entry]:
+    """The released entry of run-cache ``key`` (and ``kind``), or None. Not
+    verified here: :func:`materialise` verifies before use."""
+    for e in _read_manifest(_root(root)):
+        if e.key == key and e.kind == kind:
+            return e
+    return None
+
+
+def git_commit(repo=None) -> str:
+    """``git rev-parse HEAD`` of ``repo`` (default: the checkout holding this
+    package), with ``+dirty`` when ``lib/`` has uncommitted or untracked
+    changes; ``"unknown"`` without git or a checkout."""
+    repo = Path(repo) if repo is not None else _REPO
+    if repo is None:
+        return "unknown"
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "lib"], capture_output=True,
+                               text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else (head or "unknown")
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _publish(path: Path, mode: int = 0o666) -> None:
+    """Give a written file (or folder: ``mode=0o777``) the permissions the
+    umask allows; temporary files and folders are created private."""
+    os.chmod(path, mode & ~_umask())
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the release folder itself (no lock file is
+    left in the repository); a no-op where ``fcntl`` does not exist."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def verify(entry: Entry) -> Entry:
+    """Recompute the sha256 of every file of ``entry``; returns it when all
+    match. Raises :class:`ReleaseIntegrityError` naming the first missing or
+    mismatching file with the expected and actual digests, ``ValueError``
+    for an entry that lists no backbone or config."""
+    for needed in (BACKBONE, CONFIG_JSON):
+        if needed not in entry.files:
+            raise ValueError(f"{entry.folder}: release entry {entry.name!r} lists no {needed}")
+    for rel, expected in sorted(entry.files.items()):
+        path = entry.folder / rel
+        if not path.is_file():
+            raise ReleaseIntegrityError(path, expected, None)
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ReleaseIntegrityError(path, expected, actual)
+    return entry
+
+
+def compare(released: Union[Mapping[str, Mapping[str, float]], Iterable[Entry]],
+            retrained: Mapping[str, Mapping[str, float]]):
+    """``pandas.DataFrame`` with columns model, metric, released, retrained,
+    difference (retrained - released), one row per (model, metric) in either
+    input, sorted; a value missing on one side is NaN. ``released``:
+    ``{model: {metric: value}}`` or release entries (their ``metrics``)."""
+    import pandas as pd
+
+    if not isinstance(released, Mapping):
+        released = {e.name: e.metrics for e in released}
+    rows = []
+    for model in sorted(set(released) | set(retrained)):
+        old, new = dict(released.get(model, {})), dict(retrained.get(model, {}))
+        for metric in sorted(set(old) | set(new)):
+            a, b = float(old.get(metric, float("nan"))), float(new.get(metric, float("nan")))
+            rows.append({"model": model, "metric": metric, "released": a, "retrained": b, "difference": b - a})
+    return pd.DataFrame(rows, columns=["model", "metric", "released", "retrained", "difference"])
