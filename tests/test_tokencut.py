@@ -11,7 +11,7 @@ import torch
 from scipy import ndimage
 
 from dinosal.saliency.tokencut import (
-    SOLVERS, DegenerateCutWarning, _canonical, _canonical_complement, _nonzero_2d, _seed_and_sign, cosine_graph,
+    SOLVERS, DegenerateCutWarning, _canonical, _canonical_complement, _nonzero_2d, seed_and_sign, cosine_graph,
     fiedler, fiedler_vector, tokencut,
 )
 
@@ -96,14 +96,14 @@ def test_seed_component_can_be_the_lone_patch_and_box_is_clipped():
 
 def test_seed_tie_rule_and_sign():
     v = np.array([0.5, -1.0, 1.0 - 1e-8, 0.2, -0.3])
-    seed, signed = _seed_and_sign(v)
+    seed, signed = seed_and_sign(v)
     assert seed == 1                           # within 1e-6 of max|v|, lowest index
     assert signed[1] > 0 and np.allclose(signed, -v)
     v2 = np.array([0.1, 0.9, -0.999, 0.2])     # the max is negative: flip
-    seed2, signed2 = _seed_and_sign(v2)
+    seed2, signed2 = seed_and_sign(v2)
     assert seed2 == 2 and signed2[2] == pytest.approx(0.999)
     v3 = np.array([0.1, 0.99999, -1.0])        # 1e-5 apart: no tie
-    assert _seed_and_sign(v3)[0] == 2
+    assert seed_and_sign(v3)[0] == 2
 
 
 def structured(rows, cols, d, seed, noise=0.9):

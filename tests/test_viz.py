@@ -48,7 +48,7 @@ def test_helpers_follow_their_caller_once_in_order_of_use():
     defs = [line.split("(")[0][4:] for line in src.splitlines() if line.startswith("def ")]
     assert defs[0] == "cosine_graph" and defs[1] == "_graph"
     assert defs.index("fiedler") < defs.index("_lanczos_second") < defs.index("tokencut")
-    assert defs[-1] == "_seed_and_sign", "tokencut's own helper, after it; _graph is not repeated"
+    assert defs[-1] == "_warn_degenerate", "tokencut's own helper, after it; _graph is not repeated"
     assert len(defs) == len(set(defs))
     assert all(not d.startswith("__") for d in defs)
 

@@ -39,6 +39,8 @@ without attention).
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -51,7 +53,7 @@ from .metrics import box_iou, mask_iou, mass_share, pointing_game
 from .saliency.attention import AttentionMaps, cls_attention
 from .saliency.grid import upsample
 from .saliency.lost import LostResult, lost
-from .saliency.tokencut import TokenCutResult, tokencut
+from .saliency.tokencut import DegenerateCutWarning, TokenCutResult, tokencut
 
 __all__ = [
     "MethodMaps",
@@ -108,13 +110,20 @@ def maps_of_features(feats, grid: tuple[int, int], patch: int, image_size: Seque
 
     k: LOST's lowest-degree patches, clamped to ``N``; tau: TokenCut's graph
     threshold (eps = 1e-5, the official value), or None to skip TokenCut.
-    ``attention`` is stored as given.
+    ``attention`` is stored as given. A degenerate TokenCut graph (no unique
+    Fiedler vector) raises no warning here: ``tokencut.degenerate`` says so,
+    and :func:`score` reports it as ``tokencut_degenerate``.
     """
     n = grid[0] * grid[1]
+    cut = None
+    if tau is not None:
+        with warnings.catch_warnings():  # the result carries the flag; score() reports it per image
+            warnings.simplefilter("ignore", DegenerateCutWarning)
+            cut = tokencut(feats, grid, patch, image_size, tau=tau)
     return MethodMaps(
         attention=attention,
         lost=lost(feats, grid, patch, image_size, k=min(int(k), n)),
-        tokencut=tokencut(feats, grid, patch, image_size, tau=tau) if tau is not None else None,
+        tokencut=cut,
         patch=int(patch),
         image_size=tuple(int(s) for s in image_size),
     )
@@ -204,6 +213,8 @@ def score(m: MethodMaps, truth: GroundTruth) -> dict[str, float]:
     lost_hit, tokencut_hit: box IoU >= 0.5 with any GT box (CorLoc per image)
     lost_mask_iou, tokencut_mask_iou: IoU of the method's mask (upsampled) with
         the object mask
+    tokencut_degenerate: 1.0 when TokenCut's Fiedler vector was not unique
+        (its box is then the documented canonical choice, not a finding)
     seed_on_object: LOST's seed (top-left pixel of its patch) on an object
     degree_ratio: share of the inverse-degree map's mass on the objects / the
         objects' area share (1 = no preference)
@@ -225,6 +236,7 @@ def score(m: MethodMaps, truth: GroundTruth) -> dict[str, float]:
         "tokencut_hit": _hit(m.tokencut.box, truth.boxes) if m.tokencut is not None else nan,
         "lost_mask_iou": mask_iou(m.to_pixels(m.lost.mask), obj),
         "tokencut_mask_iou": mask_iou(m.to_pixels(m.tokencut.mask), obj) if m.tokencut is not None else nan,
+        "tokencut_degenerate": float(m.tokencut.degenerate) if m.tokencut is not None else nan,
         "seed_on_object": float(pointing_game(deg, obj)),
         "degree_ratio": mass_share(deg, {"o": obj})["o"].ratio,
         "object_area": float(obj.mean()),

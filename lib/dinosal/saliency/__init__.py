@@ -13,11 +13,11 @@ return frozen dataclasses; boxes are xyxy pixels with an exclusive max.
 
 from .attention import AttentionMaps, cls_attention, mass_threshold, upsample
 from .lost import LostResult, lost
-from .tokencut import TokenCutResult, tokencut
+from .tokencut import DegenerateCutWarning, TokenCutResult, seed_and_sign, tokencut
 
 __all__ = [
     "AttentionMaps", "cls_attention", "mass_threshold", "upsample",
-    "LostResult", "lost", "TokenCutResult", "tokencut",
+    "LostResult", "lost", "TokenCutResult", "tokencut", "DegenerateCutWarning", "seed_and_sign",
     "ClassMap", "grad_cam", "attention_rollout", "gradient_rollout",
 ]
 

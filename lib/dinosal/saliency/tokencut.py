@@ -107,7 +107,7 @@ from .grid import check_features, check_grid, check_image_size, mask_box, seed_c
 
 __all__ = [
     "TokenCutResult", "tokencut", "cosine_graph", "fiedler_vector", "fiedler", "FiedlerPair",
-    "DegenerateCutWarning", "SOLVERS", "AUTO_DENSE_MAX_N",
+    "DegenerateCutWarning", "seed_and_sign", "SOLVERS", "AUTO_DENSE_MAX_N",
 ]
 
 SOLVERS = ("auto", "generalized", "dense", "lanczos")
@@ -487,7 +487,13 @@ def fiedler_vector(w: np.ndarray, solver: str = "auto") -> tuple[float, np.ndarr
     return pair.value, pair.vector, pair.solver
 
 
-def _seed_and_sign(v: np.ndarray) -> tuple[int, np.ndarray]:
+def seed_and_sign(v: np.ndarray) -> tuple[int, np.ndarray]:
+    """TokenCut's seed and sign rule (``object_discovery.py``: the patch of
+    largest absolute eigenvector entry is the foreground seed, and the
+    vector is flipped so that the seed is positive). ``v``: ``(N,)``;
+    returns ``(seed index, signed copy of v)``. Ties, entries within a
+    relative ``SEED_RTOL`` of the largest, go to the lowest index (the
+    official ``argmax`` gives no such guarantee once values are rounded)."""
     a = np.abs(v)
     seed = int(np.flatnonzero(a >= (1.0 - SEED_RTOL) * a.max())[0])
     return seed, (v if v[seed] > 0 else -v)
@@ -521,7 +527,7 @@ def tokencut(
     del w
     if pair.degenerate:
         _warn_degenerate(pair, stacklevel=2)
-    seed, v = _seed_and_sign(pair.vector)
+    seed, v = seed_and_sign(pair.vector)
     bip = (v > v.mean()).reshape(rows, cols)
     mask = seed_component(bip, seed)
     return TokenCutResult(

@@ -71,7 +71,7 @@ from .config import (
     DrivingConfig,
     VehicleConfig,
     WorldConfig,
-    _CommonConfig,  # noqa: F401 - shown by the benchmark chapter (syn._CommonConfig)
+    CommonConfig,
 )
 from .scenes import DrivingScenes, ObjectWorld, SampleDataset, SingleVehicles
 from .shapes import ACCENT, BODY, DARK, LIGHT, TRIM, Prim
@@ -80,7 +80,7 @@ __all__ = [
     # the ground-truth contract (dinosal.data.sample)
     "IGNORE", "Sample", "object_mask", "part_masks",
     # configs and tables
-    "GENERATOR_VERSION", "MIN_SIZE", "MAX_SIZE", "DrivingConfig", "VehicleConfig", "WorldConfig",
+    "GENERATOR_VERSION", "MIN_SIZE", "MAX_SIZE", "CommonConfig", "DrivingConfig", "VehicleConfig", "WorldConfig",
     "DRIVING_CLASSES", "DRIVING_PARTS", "OPTIONAL_DRIVING_PARTS", "VEHICLE_TYPES", "VEHICLE_PARTS",
     "WORLD_CATEGORIES", "WORLD_PARTS",
     # texture kinds, colour roles, primitives

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..sample import IGNORE, Sample
-from .config import _CommonConfig
+from .config import CommonConfig
 
 # --------------------------------------------------------------------------
 # Randomness, colours, textures
@@ -84,7 +84,7 @@ class _BackgroundRand:
     never touched (no cost).
     """
 
-    def __init__(self, r: _Rand, cfg: _CommonConfig, stream: int) -> None:
+    def __init__(self, r: _Rand, cfg: CommonConfig, stream: int) -> None:
         self.r, self.v, self._key = r, float(cfg.background_variability), (cfg.seed, 0xB6, stream)
         self.c: _Rand | None = None
 
@@ -243,7 +243,7 @@ class _Canvas:
         self._dc.ellipse(box, fill=colour)
 
 
-def _finish_image(canvas: _Canvas, cfg: _CommonConfig, r: _Rand, bg: _BackgroundRand, n_parts: int,
+def _finish_image(canvas: _Canvas, cfg: CommonConfig, r: _Rand, bg: _BackgroundRand, n_parts: int,
                   class_of: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Texture, light and noise; masks and labels from the id layer.
 

@@ -2,7 +2,7 @@
 
 One frozen dataclass per generator (:class:`DrivingConfig`,
 :class:`VehicleConfig`, :class:`WorldConfig`) on a common base
-(:class:`_CommonConfig`, the knobs every generator shares), the class and
+(:class:`CommonConfig`, the knobs every generator shares), the class and
 part names each generator draws, and :data:`GENERATOR_VERSION`, which every
 config carries as its class attribute ``KEY_VERSION``.
 
@@ -32,7 +32,7 @@ MIN_SIZE, MAX_SIZE = 32, 512
 
 
 @dataclass(frozen=True)
-class _CommonConfig:
+class CommonConfig:
     """Knobs shared by the three generators.
 
     Attributes:
@@ -115,8 +115,8 @@ OPTIONAL_DRIVING_PARTS = ("lane_marking", "building", "tree", "pole", "sign")
 
 
 @dataclass(frozen=True)
-class DrivingConfig(_CommonConfig):
-    """Driving scenes (BDD100K role). See :class:`_CommonConfig` for shared knobs.
+class DrivingConfig(CommonConfig):
+    """Driving scenes (BDD100K role). See :class:`CommonConfig` for shared knobs.
 
     Attributes:
         n_objects: inclusive range of objects placed per image (before the
@@ -187,8 +187,8 @@ VEHICLE_PARTS = ("backdrop", "clutter", "ground")
 
 
 @dataclass(frozen=True)
-class VehicleConfig(_CommonConfig):
-    """Single vehicles (Stanford Cars role). See :class:`_CommonConfig`.
+class VehicleConfig(CommonConfig):
+    """Single vehicles (Stanford Cars role). See :class:`CommonConfig`.
 
     Attributes:
         types: the fine-grained types to draw (labels index this tuple).
@@ -225,8 +225,8 @@ WORLD_PARTS = ("backdrop", "clutter")
 
 
 @dataclass(frozen=True)
-class WorldConfig(_CommonConfig):
-    """Object world (ImageNet role). See :class:`_CommonConfig`.
+class WorldConfig(CommonConfig):
+    """Object world (ImageNet role). See :class:`CommonConfig`.
 
     Attributes:
         categories: the categories drawn (labels index this tuple).

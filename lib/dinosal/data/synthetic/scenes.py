@@ -50,7 +50,7 @@ from .config import (
     DrivingConfig,
     VehicleConfig,
     WorldConfig,
-    _CommonConfig,
+    CommonConfig,
 )
 from .shapes import (
     _DRIVING_TEMPLATES,
@@ -71,7 +71,7 @@ _DRIVING_CANON = {"car": (150, 150, 155), "truck": (235, 235, 235), "bus": (220,
                   "pedestrian": (40, 70, 150), "bicycle": (30, 30, 35), "motorcycle": (160, 30, 30)}
 
 
-def _object_colours(r: _Rand, canvas: _Canvas, body, cfg: _CommonConfig, frame):
+def _object_colours(r: _Rand, canvas: _Canvas, body, cfg: CommonConfig, frame):
     """Five role colours and (texture kind, amplitude) for one object.
 
     ``body`` is the object's own body colour; ``frame`` its ``(x0, y0, x1, y1)``
@@ -124,7 +124,7 @@ def _pick_by_area(r: _Rand, elements: list, area: np.ndarray, exclude) -> tuple:
 class _Generator(SequenceABC):
     """Common sequence behaviour: ``len``, indexing, iteration, ``sample``."""
 
-    config: _CommonConfig
+    config: CommonConfig
     class_names: tuple[str, ...]
     semantic_names: tuple[str, ...]
     _stream: int
