@@ -20,7 +20,7 @@ help:
 	@echo "              build the book with warnings as errors, check it in headless Chromium"
 	@echo "make lint   - only the floors (lint-imports) and ruff; make test runs them first"
 	@echo "make check-html - only the headless-Chromium check of an existing smoke build"
-	@echo "make clean  - remove build products, caches and the run cache (.cache)"
+	@echo "make clean  - remove build products and caches of the work tree (the run cache is ~/.cache/dinosal)"
 	@echo "make weights - train every released model of the cpu profile into the run cache"
 	@echo "               (resumable; WEIGHTS_FLAGS=--force retrains cached ones too), then print"
 	@echo "               its held-out metrics beside the released ones"
