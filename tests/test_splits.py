@@ -82,3 +82,13 @@ def test_recipe_bar_rows():
     rows = zoo.recipe_bar(driving=dict(corloc=0.05, attn_ratio=1.4, random=0.03))
     assert [r[3] for r in rows] == [False, False] and rows[0][1] == pytest.approx(0.05 / 0.03)
     assert zoo.recipe_bar(driving=dict(corloc=0.0, attn_ratio=2, random=0.0))[0][3] is False
+
+
+def test_model_names_are_plain_identifiers():
+    import re
+
+    from dinosal import zoo
+
+    for profile in ("smoke", "cpu", "paper"):
+        names = zoo.names(profile) + [n for n, _ in zoo.catalogue(profile)]
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names), names

@@ -10,7 +10,16 @@ profile)`` returns ``(backbone in eval mode, ModelCard)``:
 * ``"dino_driving"``: DINO trained from scratch on DrivingScenes -- the
   "bdd100k base" role;
 * ``"dino_official"`` (paper profile): the official ViT-S/8 weights, from the
-  local file named by ``$DINOSAL_DINO_WEIGHTS`` or through timm's hub.
+  local file named by ``$DINOSAL_DINO_WEIGHTS`` or through timm's hub;
+* ``"theory__full_dino"``, ``"theory__no_centering"``,
+  ``"theory__no_sharpening"``, ``"theory__teacher_copies_student"``,
+  ``"theory__frozen_teacher"``, ``"theory__two_global_crops_only"``: the
+  theory chapter's ablation runs (:data:`ABLATIONS`), named in
+  :func:`catalogue` and in the release.
+
+Every name is a plain identifier (letters, digits, ``_``; a double ``__``
+separates a chapter from its variant), usable in a shell, a papermill ``-p``
+and a folder name under ``weights/``.
 
 Recipes live in :data:`dinosal.profiles.DINO_RECIPES` (one place). A trained
 model is a :func:`dinosal.runs.cached` artifact of kind ``"dino"`` keyed by

@@ -96,6 +96,7 @@ __all__ = [
     "cancel_last_layer_grads",
     "ema_update",
     "train_dino",
+    "training_loader",
     "config_help",
     "result_config",
     "write_log_csv",
@@ -194,7 +195,9 @@ class DinoTrainer:
             center_momentum=cfg.center_momentum if cfg.centering else 1.0,
             n_global=cfg.crops.n_global,
         ).to(self.device)
-        self.optimizer = torch.optim.AdamW(param_groups(self.student))
+        self._foreach = cfg.update_impl != "loop"  # clip and EMA over all tensors at once
+        impl = {"loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[cfg.update_impl]
+        self.optimizer = torch.optim.AdamW(param_groups(self.student), **impl)
         self.schedules: Schedules = dino_schedules(
             lr=cfg.lr, min_lr=cfg.min_lr, global_batch=self.global_batch, warmup_epochs=cfg.warmup_epochs,
             weight_decay=cfg.weight_decay, weight_decay_end=cfg.weight_decay_end,
@@ -251,13 +254,13 @@ class DinoTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad > 0:
-            clip_gradients_per_tensor(self.student, cfg.clip_grad)
+            clip_gradients_per_tensor(self.student, cfg.clip_grad, foreach=self._foreach)
         cancel_last_layer_grads(self.student, epoch, cfg.freeze_last_layer)
         self.optimizer.step()
 
         momentum = float(self.schedules.momentum[it])
         if cfg.teacher_update == "ema":
-            ema_update(self.teacher, self.student, momentum)
+            ema_update(self.teacher, self.student, momentum, foreach=self._foreach)
         elif cfg.teacher_update == "copy":
             momentum = 0.0
             ema_update(self.teacher, self.student, 0.0)
@@ -443,6 +446,23 @@ def _claim_run_dir(run_dir: Path, info) -> Optional[dict]:
     return ckpt
 
 
+def training_loader(cfg: DinoConfig, dataset, start_step: int, end_step: int, transform=None,
+                    dist_info: Optional[_Dist] = None) -> DataLoader:
+    """The batches of steps ``start_step .. end_step-1`` as :func:`train_dino`
+    reads them: :class:`StepSampler` order, :class:`AugmentedDataset` crops
+    (``transform`` defaults to ``MultiCropAugmentation(cfg.crops)``),
+    ``cfg.num_workers`` worker processes. Each batch is a list of crops
+    ``(B, 3, h, w)``, globals first (what :meth:`DinoTrainer.train_step` takes)."""
+    info = dist_info or _Dist(0, 1, torch.device("cpu"))
+    sampler = StepSampler(len(dataset), cfg.batch_size, info.world, info.rank, cfg.seed, start_step, end_step)
+    data = AugmentedDataset(dataset, transform or MultiCropAugmentation(cfg.crops))
+    return DataLoader(
+        data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        pin_memory=info.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
+        persistent_workers=False,
+    )
+
+
 def train_dino(cfg: DinoConfig, dataset, run_dir=None, transform=None) -> DinoResult:
     """Train DINO on ``dataset`` (items: ``Sample``, ``(image, ...)`` tuples or
     images; uint8 ``(H, W, 3)`` arrays, PIL images or ``(3, H, W)`` tensors).
@@ -481,13 +501,7 @@ def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float) -> Dino
                 raise ValueError(f"{run_dir / CHECKPOINT}: {err}") from None
     end = trainer.total_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, trainer.total_steps)
 
-    sampler = StepSampler(len(dataset), cfg.batch_size, info.world, info.rank, cfg.seed, trainer.step, end)
-    data = AugmentedDataset(dataset, transform or MultiCropAugmentation(cfg.crops))
-    loader = DataLoader(
-        data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-        pin_memory=info.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
-        persistent_workers=False,
-    )
+    loader = training_loader(cfg, dataset, trainer.step, end, transform, info)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=end, initial=trainer.step, desc="DINO", disable=not cfg.progress or info.rank != 0)
