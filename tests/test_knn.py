@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from dinosal.data.synthetic import ObjectWorld, WorldConfig
 from dinosal.features import LastBlockTap
 from dinosal.knn import KnnSets, cls_features, knn_accuracy, knn_eval, knn_predict
 from dinosal.models import create_vit
@@ -61,18 +60,6 @@ def test_knn_rejects_empty_and_mismatched_inputs():
         knn_accuracy(TRAIN, LABELS, TEST, np.array([0, 1]), k=1)
     with pytest.raises(ValueError, match="chunk must be"):
         knn_predict(TRAIN, LABELS, TEST, k=1, chunk=0)
-
-
-@pytest.fixture(scope="module")
-def vit():
-    torch.manual_seed(0)
-    return create_vit((32, 2, 2), patch=8, img_size=32)
-
-
-@pytest.fixture(scope="module")
-def samples():
-    gen = ObjectWorld(WorldConfig(size=32, seed=3, length=20))
-    return [s for s in (gen[i] for i in range(len(gen))) if len(s.boxes)][:5]
 
 
 def test_cls_features_are_unit_rows_and_input_kinds_agree(vit, samples):

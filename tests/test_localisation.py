@@ -11,7 +11,7 @@ from dinosal import localisation as loc
 from dinosal import zoo
 from dinosal.baselines import PixelFeatures
 from dinosal.data.sample import GroundTruth, object_mask, truth_from_boxes, truth_of
-from dinosal.data.synthetic import DrivingConfig, DrivingScenes, ObjectWorld, WorldConfig
+from dinosal.data.synthetic import DrivingConfig, DrivingScenes
 from dinosal.features import LastBlockTap
 from dinosal.metrics import mass_share
 from dinosal.models import create_vit
@@ -149,18 +149,6 @@ def test_resize_short_side_scales_image_and_boxes():
 
 
 # ------------------------------------------------ summarise, localisation_scores
-
-
-@pytest.fixture(scope="module")
-def vit():
-    torch.manual_seed(0)
-    return create_vit((32, 2, 2), patch=8, img_size=32)
-
-
-@pytest.fixture(scope="module")
-def samples():
-    gen = ObjectWorld(WorldConfig(size=32, seed=3, length=20))
-    return [s for s in (gen[i] for i in range(len(gen))) if len(s.boxes)][:5]
 
 
 def test_localisation_scores_match_the_metrics_image_by_image(vit, samples):

@@ -1,0 +1,21 @@
+"""Fixtures shared by the test modules."""
+
+import pytest
+import torch
+
+from dinosal.data.synthetic import ObjectWorld, WorldConfig
+from dinosal.models import create_vit
+
+
+@pytest.fixture(scope="module")
+def vit():
+    """A tiny seeded ViT (width 32, 2 blocks, 2 heads, patch 8)."""
+    torch.manual_seed(0)
+    return create_vit((32, 2, 2), patch=8, img_size=32)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    """Five 32 px ObjectWorld samples that hold at least one object."""
+    gen = ObjectWorld(WorldConfig(size=32, seed=3, length=20))
+    return [s for s in (gen[i] for i in range(len(gen))) if len(s.boxes)][:5]
