@@ -284,15 +284,18 @@ THEORY_TABLE: dict[str, dict] = {
 class SaliencyParams:
     """Chapter ``saliency``: which images, which methods' settings.
 
-    Held-out images are drawn with dataset seed ``seed`` (it must differ from
-    the seeds the zoo's DINO models were trained with) at ``image_size`` px;
-    in the paper profile they are BDD100K validation frames from
+    Held-out images are the zoo's validation split of each DINO model's
+    training generator (:func:`dinosal.zoo.held_out_samples`: dataset seed +
+    1000) at ``image_size`` px, so every chapter scores the same images;
+    ``seed`` only draws the driving scene of the speed measurement. In the
+    paper profile the held-out images are BDD100K validation frames from
     ``data_root`` resized to a short side of ``image_size``. ``models``
     restricts the zoo names (None: every model of the profile).
     """
 
     profile: str
-    seed: int = param(1000, "dataset seed of the held-out images (not a training seed)", min=0)
+    seed: int = param(1000, "dataset seed of the driving scene timed in the speed section (the held-out "
+                            "images are the zoo's validation split)", min=0)
     n_eval: int = param(200, "held-out images with objects, per set, for the metric tables", min=1)
     n_show: int = param(3, "driving scenes drawn in the paper-style figures (world: n_show - 1)", min=1)
     image_size: int = param(128, "px, square synthetic images (at most 512; with data_root: short side of "
