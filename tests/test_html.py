@@ -1,5 +1,7 @@
 """The rendered book in a real headless Chromium: math typeset, figures loaded,
-widgets rendered, and nothing fetched from outside the book.
+widgets rendered, and nothing fetched from outside the book; on every page no
+TeX is left unrendered and MathJax reports no error; the tables that cells print
+fit the page and show no ``nan`` and no black cell.
 
 Needs a built book (``DINOSAL_HTML`` names its html folder; ``make test`` and
 ``make check-html`` set it) and Debian's chromium + chromedriver (installed by
@@ -86,6 +88,57 @@ return document.querySelectorAll('.jupyter-widgets, .widget-container, .widget-i
 """
 
 
+# TeX that a reader should never see as text: display/inline delimiters and common commands,
+# or a pair of dollars holding something inside one text node. Text inside code, listings and
+# MathJax's own output is not checked; folded content (solutions) is, since a reader opens it.
+RAW_TEX = r"""
+const skip = 'pre, code, kbd, samp, script, style, noscript, textarea, mjx-container, mjx-assistive-mml, .MathJax';
+const pattern = /\$\$|\\\(|\\\)|\\\[|\\\]|\\(?:frac|tfrac|dfrac|mathrm|mathbf|sum|top|lambda|sqrt|cdot|left|right|begin|end)(?![a-zA-Z])|\$[^$\s][^$]*\$/;
+const found = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+  const el = n.parentElement;
+  if (!el || el.closest(skip)) continue;
+  const m = n.textContent.match(pattern);
+  if (m) {
+    const t = n.textContent.replace(/\s+/g, ' ').trim();
+    const at = Math.max(0, t.indexOf(m[0].trim()) - 40);
+    found.push(t.slice(at, at + 120));
+  }
+}
+return found;
+"""
+MATH_ERRORS = """
+const errs = Array.from(document.querySelectorAll('mjx-merror, [data-mjx-error], .MathJax_Error'));
+return errs.map(e => (e.getAttribute('data-mjx-error') || e.getAttribute('title') || e.textContent || '').trim());
+"""
+# Tables printed by cells: wider than the box they scroll in, "nan"-like text, or a dark
+# background behind a missing value (pandas paints NaN black in a background gradient).
+TABLES = r"""
+const out = [];
+document.querySelectorAll('.cell_output table').forEach(t => {
+  let box = t.parentElement;
+  while (box && box.parentElement && getComputedStyle(box).overflowX === 'visible') box = box.parentElement;
+  const over = Math.round(t.scrollWidth - box.clientWidth);
+  const head = Array.from(t.querySelectorAll('thead th')).map(x => x.textContent.trim()).filter(Boolean).slice(0, 3).join(', ');
+  if (over > 1) out.push(`table (${head}) is ${over} px wider than the page`);
+  t.querySelectorAll('td, th').forEach(c => {
+    const text = c.textContent.trim();
+    if (/^(nan|NaN|None|<NA>|NaT)$/.test(text)) out.push(`table (${head}) shows "${text}"`);
+    const m = getComputedStyle(c).backgroundColor.match(/[\d.]+/g);
+    const dark = m && (m.length < 4 || +m[3] > 0.5) && (+m[0] + +m[1] + +m[2]) < 60;
+    if (dark && (text === '' || text === '–')) out.push(`table (${head}) has a black cell for a missing value`);
+  });
+});
+return out;
+"""
+MATH_SETTLED = """
+const done = arguments[arguments.length - 1];
+if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) { done('no mathjax'); return; }
+MathJax.startup.promise.then(() => done('settled'), e => done('failed: ' + e));
+"""
+
+
 def test_every_page_renders_offline(site, browser):
     root, base = site
     pages = _pages(root)
@@ -109,3 +162,38 @@ def test_every_page_renders_offline(site, browser):
     assert seen["math"] >= 1, "no page had typeset math"
     assert seen["images"] >= 1, "no page had a figure"
     assert seen["widgets"] >= 1, "no page rendered a widget"
+
+
+def test_no_page_shows_raw_tex_or_a_mathjax_error(site, browser):
+    """Every page: no TeX source left in the text a reader sees (``$$``, ``\\(``, ``\\frac``,
+    ``\\mathrm``, ``$...$``, ...) outside code, and no MathJax error. All pages are checked and
+    every finding is reported at once."""
+    root, base = site
+    problems = {}
+    for page in _pages(root):
+        browser.get(f"{base}/{page}")
+        _settle(browser, MATH_DONE)
+        browser.set_script_timeout(30)
+        settled = browser.execute_async_script(MATH_SETTLED)
+        found = [f"raw TeX: ...{t}..." for t in browser.execute_script(RAW_TEX)]
+        found += [f"MathJax error: {e}" for e in browser.execute_script(MATH_ERRORS)]
+        if settled.startswith("failed"):
+            found.append(f"MathJax {settled}")
+        if found:
+            problems[page] = found
+    report = "\n".join(f"{page} ({len(f)}):\n  " + "\n  ".join(f) for page, f in problems.items())
+    assert not problems, f"unrendered TeX or MathJax errors on {len(problems)} page(s):\n{report}"
+
+
+def test_printed_tables_fit_the_page_and_mark_missing_values(site, browser):
+    """Every table a cell prints fits the page's text column (browser 1400 px wide), shows a missing
+    value as '–' (never ``nan``/``None``) and never as a black cell. All pages are checked."""
+    root, base = site
+    problems = {}
+    for page in _pages(root):
+        browser.get(f"{base}/{page}")
+        found = browser.execute_script(TABLES)
+        if found:
+            problems[page] = found
+    report = "\n".join(f"{page} ({len(f)}):\n  " + "\n  ".join(f) for page, f in problems.items())
+    assert not problems, f"tables that do not fit or hide missing values on {len(problems)} page(s):\n{report}"

@@ -52,11 +52,15 @@ def test_notebook_has_one_parameters_cell_with_profile(nb_path):
     assert names <= valid, f"{nb_path.name}: knobs {sorted(names - valid)} are not parameters"
 
 
+BENCHMARK_ONLY_EXTRAS = ("bench",)  # speed scripts' peers (lightly): not the book's environment
+
+
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = dict(_pin(s) for s in project["dependencies"])
-    for group in project["optional-dependencies"].values():
-        wanted.update(_pin(s) for s in group)
+    for name, group in project["optional-dependencies"].items():
+        if name not in BENCHMARK_ONLY_EXTRAS:
+            wanted.update(_pin(s) for s in group)
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = dict(_pin(s) for s in pip_section if not s.startswith("-e"))
@@ -138,3 +142,34 @@ def test_chapter_prose_is_markdown_not_built_in_code(nb_path):
                 if name == "Markdown":
                     calls.append(node.lineno)
     assert not calls, f"{nb_path.name}: Markdown(...) built in code cells (lines {calls}); glue the numbers instead"
+
+
+# ---------------------------------------------------------------- citations match the bibliography
+
+CITE_ROLE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+BIB_ENTRY = re.compile(r"^@(\w+)\s*\{\s*([^,\s]+)\s*,", re.M)
+
+
+def _book_markdown() -> dict[str, str]:
+    """The prose of every page: book/*.md, and the markdown cells of book/*.ipynb."""
+    pages = {p.name: p.read_text() for p in sorted((ROOT / "book").glob("*.md"))}
+    for nb_path in NOTEBOOKS:
+        cells = json.loads(nb_path.read_text())["cells"]
+        pages[nb_path.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return pages
+
+
+def test_every_citation_is_in_the_bibliography_and_every_entry_is_cited():
+    bib = {key for kind, key in BIB_ENTRY.findall((ROOT / "references.bib").read_text())
+           if kind.lower() not in ("comment", "string", "preamble")}
+    cited = {page: {k.strip() for m in CITE_ROLE.findall(text) for k in m.split(",")}
+             for page, text in _book_markdown().items()}
+    used = set().union(*cited.values())
+    unknown = {page: sorted(keys - bib) for page, keys in cited.items() if keys - bib}
+    assert not unknown, f"cited but not in references.bib: {unknown}"
+    assert bib <= used, f"in references.bib but cited nowhere: {sorted(bib - used)}"
+    silent = [page for page in cited if page != "bibliography.md" and not cited[page]]
+    assert not silent, f"pages that cite no source: {silent}"
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config.get("bibtex_bibfiles") == ["references.bib"]
+    assert "```{bibliography}" in (ROOT / "book" / "bibliography.md").read_text()

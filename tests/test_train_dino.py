@@ -206,6 +206,8 @@ def test_resume_rejects_another_config(tmp_path):
 def test_config_validation_and_help():
     with pytest.raises(ValueError, match="teacher_update"):
         tiny_config(teacher_update="sgd")
+    with pytest.raises(ValueError, match="update_impl"):
+        tiny_config(update_impl="compiled")
     text = config_help()
     assert "clip_grad" in text and "EACH parameter tensor" in text
 
@@ -218,7 +220,7 @@ def test_run_control_fields_are_the_one_list_that_leaves_results_alone():
     assert set(RUN_CONTROL_FIELDS) <= {f.name for f in dataclasses.fields(DinoConfig)}
     base = tiny_config()
     controlled = tiny_config(num_workers=2, threads=1, checkpoint_every=1, stop_at_step=1, progress=True,
-                             device="cpu")
+                             device="cpu", update_impl="fused")
     assert result_config(base) == result_config(controlled)  # a resume accepts it
     assert result_config(base) != result_config(tiny_config(lr=0.1))
 
@@ -273,3 +275,61 @@ def test_train_step_under_no_grad_trains_and_inference_mode_is_refused():
         torch.testing.assert_close(a, b)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
         inside.train_step(crops)
+
+
+# ---- speed options (issue 13): they change how fast a run goes, not what it computes
+
+SPEED_RTOL = 1e-5
+"""Per-step losses with and without a speed option: float rounding (another summation
+order, a fused kernel) moves them in the 7th digit over these few steps; a change of what
+is computed moves them in the 1st-3rd."""
+
+
+def _speed_run(**kw):
+    res = train_dino(tiny_config(**{"epochs": 3, "threads": 1, **kw}), tiny_data())  # 6 steps
+    return [r["loss"] for r in res.log], res.teacher.state_dict()
+
+
+@pytest.mark.parametrize("option", [dict(update_impl="foreach"), dict(update_impl="fused"), dict(threads=2),
+                                    dict(num_workers=1)], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_speed_options_leave_the_losses_alone(option):
+    ref_losses, ref_teacher = _speed_run()
+    losses, teacher = _speed_run(**option)
+    assert len(losses) == 6
+    assert losses == pytest.approx(ref_losses, rel=SPEED_RTOL)
+    for k, v in teacher.items():
+        torch.testing.assert_close(v, ref_teacher[k], rtol=1e-4, atol=1e-6)
+    if option in (dict(update_impl="foreach"), dict(num_workers=1)):  # the same operations: bit-identical
+        assert losses == ref_losses
+        assert all(torch.equal(v, ref_teacher[k]) for k, v in teacher.items())
+
+
+def test_fused_attention_trains_as_the_unfused_path():
+    """timm's fused attention (its default, what the trainer runs) against the explicit
+    softmax(q k^T) v that :class:`~dinosal.features.LastBlockTap` switches to for weights."""
+    def losses(fused):
+        trainer = DinoTrainer(tiny_config(), steps_per_epoch=2)
+        for net in (trainer.student, trainer.teacher):
+            assert all(b.attn.fused_attn for b in net.backbone.blocks)
+            for b in net.backbone.blocks:
+                b.attn.fused_attn = fused
+        return [trainer.train_step(_crops())["loss"] for _ in range(4)]
+
+    assert losses(True) == pytest.approx(losses(False), rel=SPEED_RTOL)
+
+
+def test_foreach_clip_and_ema_are_bit_identical_to_the_loops():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    b.load_state_dict(a.state_dict())
+    for m in (a, b):
+        m.weight.grad = torch.randn(4, 8) * 3
+        m.bias.grad = torch.randn(4) * 0.1  # below the clip: left as it is
+    b.weight.grad.copy_(a.weight.grad), b.bias.grad.copy_(a.bias.grad)
+    assert clip_gradients_per_tensor(a, 1.0) == pytest.approx(clip_gradients_per_tensor(b, 1.0, foreach=True))
+    assert torch.equal(a.weight.grad, b.weight.grad) and torch.equal(a.bias.grad, b.bias.grad)
+    ta, tb, s = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    tb.load_state_dict(ta.state_dict())
+    ema_update(ta, s, 0.996)
+    ema_update(tb, s, 0.996, foreach=True)
+    assert all(torch.equal(x, y) for x, y in zip(ta.parameters(), tb.parameters()))

@@ -72,10 +72,110 @@ def test_show_source_displays_python_code(monkeypatch):
 # ---------------------------------------------------------------- ground truth
 
 
-def test_semantic_colours_cycle_every_twenty():
-    colours = viz.semantic_colours(25)
-    assert len(colours) == 25 and colours[20] == colours[0] and colours[1] != colours[0]
+def test_semantic_colours_are_distinct_for_the_largest_label_space():
+    from dinosal.data.synthetic import ObjectWorld, WorldConfig
+
+    n = len(ObjectWorld(WorldConfig(size=32, seed=0)).semantic_names)  # 24 categories + backdrop, clutter
+    assert n >= 26
+    colours = viz.semantic_colours(n)
+    assert len(colours) == n and len(set(colours)) == n, "no colour repeats (tab20 repeated after 20)"
     assert all(len(c) == 3 and all(0 <= x <= 1 for x in c) for c in colours)
+    assert viz.min_colour_distance(colours) >= 15, "every two categories stay apart at a glance"
+    assert viz.min_colour_distance(colours + [(1.0, 1.0, 1.0)]) >= 15, "none close to the white of ignored pixels"
+    assert viz.min_colour_distance(viz.categorical_colours(32)) >= 15
+
+
+def test_categorical_colours_are_stable_prefixes_starting_with_tab10():
+    import matplotlib
+
+    short, long = viz.categorical_colours(12), viz.categorical_colours(30)
+    assert long[:12] == short, "index k gets the same colour whatever the label space"
+    assert short[:10] == [tuple(c) for c in matplotlib.colormaps["tab10"].colors]
+    assert viz.categorical_colours(0) == []
+    with pytest.raises(ValueError):
+        viz.categorical_colours(-1)
+
+
+def test_min_colour_distance_is_ciede2000():
+    assert viz.min_colour_distance([(0, 0, 0), (1, 1, 1)]) == pytest.approx(100.0, abs=0.01)
+    assert viz.min_colour_distance([(1, 0, 0), (1, 0, 0), (0, 0, 1)]) == 0.0
+    # Sharma, Wu and Dalal (2005), test pairs 1 and 17 of their CIEDE2000 table
+    pairs = [((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+             ((50.0, 2.5, 0.0), (73.0, 25.0, -18.0), 27.1492)]
+    for lab1, lab2, expected in pairs:
+        assert float(viz._de2000(np.array(lab1), np.array(lab2))) == pytest.approx(expected, abs=1e-4)
+    assert viz.min_colour_distance(matplotlib.colormaps["tab20"].colors) < 15, "tab20's pairs look alike"
+
+
+def test_row_label_is_horizontal_readable_and_wrapped():
+    fig = Figure()
+    ax = fig.subplots()
+    t = viz.row_label(ax, "background 1, objects 0 and more words")
+    assert t.get_rotation() == 0 and t.get_fontsize() >= 9 and t.get_ha() == "right"
+    assert "\n" in t.get_text() and all(len(line) <= 16 for line in t.get_text().splitlines())
+    with pytest.raises(ValueError):
+        viz.row_label(ax, "x", fontsize=7)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def test_styled_table_shows_missing_values_as_a_dash_without_a_black_cell():
+    df = pd.DataFrame({"LOST CorLoc": [0.5, np.nan, 0.25], "name": ["a", "b", None], "n": [1, 2, 3]},
+                      index=["x", "y", "z"])
+    html = viz.styled_table(df, gradient=["LOST CorLoc"], caption="scores").to_html()
+    assert "nan" not in html.lower().replace("na_rep", "") and html.count(viz.MISSING) == 2
+    assert "0.500" in html and "0.250" in html and ">1<" in html and "scores" in html
+    ctx = viz.styled_table(df, gradient=["LOST CorLoc"])._compute().ctx
+    missing = dict(ctx[(1, 0)])  # the NaN cell of the gradient column; dict keeps the last value, as CSS does
+    assert missing["background-color"] == "transparent" and missing["color"] == "inherit", ctx[(1, 0)]
+    assert dict(ctx[(0, 0)])["background-color"].startswith("#"), "measured cells keep their gradient"
+    assert (0, 1) not in ctx, "no gradient outside the named columns"
+
+
+def test_wrapped_repr_keeps_fields_whole_and_lines_within_the_page():
+    from dinosal.config import resolve
+
+    P = resolve("theory", "cpu")
+    text = repr(viz.wrapped_repr(P))
+    lines = text.splitlines()
+    assert len(repr(P)) > viz.PAGE_CHARS and len(lines) > 1
+    assert all(len(line) <= viz.PAGE_CHARS for line in lines)
+    assert " ".join(line.strip() for line in lines) == repr(P), "the same text, only broken into lines"
+    assert lines[1].startswith(" " * len(type(P).__name__ + "(")) and not lines[1][len(type(P).__name__) + 1] == " "
+    assert repr(viz.wrapped_repr([1, 2])) == "[1, 2]"
+
+
+# ---------------------------------------------------------------- comparison words
+
+
+def test_compare_word_follows_the_numbers_with_a_tolerance():
+    assert viz.compare_word(0.60, 0.50, 0.05) == "more than"
+    assert viz.compare_word(0.40, 0.50, 0.05) == "less than"
+    assert viz.compare_word(0.53, 0.50, 0.05) == "about the same as"
+    assert viz.compare_word(0.47, 0.50, 0.05) == "about the same as"
+    assert viz.compare_word(0.55, 0.50, 0.1) == "about the same as", "inside the tolerance, ends included"
+    assert viz.compare_word(1.0, 1.0, 0.0) == "about the same as"
+    assert viz.compare_word(1.0 + 1e-9, 1.0, 0.0) == "more than"
+    words = ("faster than", "as fast as", "slower than")
+    assert [viz.compare_word(a, 1.0, 0.05, words) for a in (1.2, 1.0, 0.8)] == list(words)
+
+
+def test_compare_word_is_antisymmetric():
+    rng = np.random.default_rng(0)
+    flip = {"more than": "less than", "less than": "more than", "about the same as": "about the same as"}
+    for a, b, tol in rng.random((200, 3)) * [1, 1, 0.2]:
+        assert viz.compare_word(b, a, tol) == flip[viz.compare_word(a, b, tol)]
+
+
+def test_compare_word_refuses_what_was_not_measured():
+    with pytest.raises(ValueError):
+        viz.compare_word(float("nan"), 1.0, 0.1)
+    with pytest.raises(ValueError):
+        viz.compare_word(1.0, 2.0, -0.1)
+    with pytest.raises(ValueError):
+        viz.compare_word(1.0, 2.0, 0.1, words=("more", "less"))
+    assert viz.compare_word(1.0, float("nan"), 0.1, missing="not measured against") == "not measured against"
 
 
 def test_semantic_rgb_paints_indices_and_leaves_ignored_pixels_white():

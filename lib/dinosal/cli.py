@@ -152,8 +152,10 @@ def _weights(args) -> int:
     models = _catalogue(args.profile, args.names)
     retrained = {}
     for name, spec in tqdm(models, desc=f"models of {args.profile}", unit="model"):
-        # threads are run control (same key); two threads on a busy 2-core machine are several times slower
-        spec = dataclasses.replace(spec, dino=spec.dino.replace(threads=args.threads))
+        # threads are run control (same key); two threads on a busy 2-core machine are several times slower:
+        # --threads, else the recipe's (cpu zoo models: 2, issue 13), else 1
+        threads = args.threads if args.threads is not None else spec.dino.threads or 1
+        spec = dataclasses.replace(spec, dino=spec.dino.replace(threads=threads))
         path = _artifact(spec)
         exists = (path / runs.MANIFEST).is_file()
         rebuild = exists and (args.force or not (path / CHECKPOINT).is_file())  # a materialised release: retrain
@@ -226,9 +228,10 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     w = sub.add_parser("weights", help="train the released models into the run cache, compare held-out metrics")
     w.add_argument("--force", action="store_true", help="retrain models the run cache already holds, too")
-    w.add_argument("--threads", type=int, default=1,
-                   help="torch threads of each training (default 1: on a small shared CPU more threads wait "
-                        "for busy cores; results do not depend on it)")
+    w.add_argument("--threads", type=int, default=None,
+                   help="torch threads of each training (default: the recipe's, 2 for the cpu zoo models, else 1; "
+                        "on a small CPU shared with other work use 1: more threads wait for busy cores; results "
+                        "do not depend on it beyond float rounding)")
     r = sub.add_parser("release", help="write the release folder and manifest from the run cache")
     r.add_argument("--from-cache", action="store_true", help="take the models from the run cache (the only source)")
     r.add_argument("--dtype", default=release.DEFAULT_DTYPE, choices=sorted(release.DTYPES))

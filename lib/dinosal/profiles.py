@@ -95,11 +95,15 @@ _SMOKE_NET = dict(arch=(32, 2, 2), patch=8, img_size=32, out_dim=64, head_hidden
 _SMOKE_CROPS = dict(global_size=32, local_size=16, n_local=2)
 
 # The cpu profile's network and schedule (issue 4's recipe research; see
-# book/appendix_dino_log.md for what was tried and what it gave).
+# book/appendix_dino_log.md for what was tried and what it gave). threads, num_workers and
+# update_impl are run control (no key change, the same losses up to float rounding): two
+# torch threads for the step and one worker for the crops, with fused AdamW, were the
+# fastest whole step on two idle cores (issue 13, benchmarks/bench_dino_step.py). On a
+# machine whose cores are busy with other work, one thread waits less (make weights --threads 1).
 _CPU_NET = dict(arch=(128, 4, 4), patch=8, img_size=64, out_dim=1024, head_hidden=2048, head_bottleneck=256,
                 batch_size=16, epochs=30, steps_per_epoch=50, warmup_epochs=1, lr=0.016, min_lr=1e-5,
                 momentum_teacher=0.98, teacher_temp=0.04, warmup_teacher_temp=0.04, koleo_weight=0.1,
-                drop_path=0.0, num_workers=1)
+                drop_path=0.0, num_workers=1, threads=2, update_impl="fused")
 # ObjectWorld as trained: vivid objects (camouflage 0) over backgrounds that vary little (0.1), so that the
 # objects, not the background, tell images apart; 6-12 clutter shapes keep raw-pixel LOST below 0.4.
 _CPU_WORLD = dict(size=64, seed=0, camouflage=0.0, background_variability=0.1, n_clutter=(6, 12))

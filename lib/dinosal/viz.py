@@ -17,11 +17,14 @@ display them with ``IPython.display.display(fig)`` or ``fig.savefig``.
 
 The book's other recurring figures live here too, so every chapter draws them
 alike: :func:`ground_truth_figure` (images with their GT boxes over their
-semantic masks, in the :data:`SEMANTIC_CMAP` palette) and
+semantic masks, one distinct colour per index from :func:`categorical_colours`) and
 :func:`training_curves` (smoothed DINO log columns of several runs against
 ``log K``). Reference lines (chance, ``log K``) are drawn in
 :data:`REFERENCE_COLOR`; signed maps and ratios use :data:`DIVERGING_CMAP`,
-tables of scores :data:`TABLE_CMAP`.
+tables of scores :data:`TABLE_CMAP` (drawn by :func:`styled_table`, which
+shows a missing value as :data:`MISSING` on the page's own background). Rows of a panel grid are named by
+:func:`row_label` (horizontal, at least :data:`LABEL_SIZE` pt), and words that
+compare two numbers in computed prose come from :func:`compare_word`.
 
 :func:`source_of` and :func:`show_source` display the library's own code in
 a chapter (BOOK.md: never a retyped copy), optionally with the module's
@@ -32,6 +35,8 @@ naming them.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import functools
 import inspect
 import textwrap
 from dataclasses import dataclass
@@ -39,6 +44,7 @@ from typing import Mapping, Optional, Sequence
 
 import matplotlib
 import matplotlib.colors as mcolors
+from matplotlib import patheffects
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -58,10 +64,19 @@ __all__ = [
     "REFERENCE_COLOR",
     "DIVERGING_CMAP",
     "TABLE_CMAP",
-    "SEMANTIC_CMAP",
+    "categorical_colours",
+    "min_colour_distance",
     "semantic_colours",
     "semantic_rgb",
     "ground_truth_figure",
+    "LABEL_SIZE",
+    "row_label",
+    "compare_word",
+    "MISSING",
+    "styled_table",
+    "PAGE_CHARS",
+    "Wrapped",
+    "wrapped_repr",
     "DINO_CURVES",
     "training_curves",
     "source_of",
@@ -77,8 +92,10 @@ DIVERGING_CMAP = "vlag"
 """Signed quantities and log ratios (blue below the centre, red above)."""
 TABLE_CMAP = "Greens"
 """Background gradient of score tables (higher is greener)."""
-SEMANTIC_CMAP = "tab20"
-"""One colour per semantic index (background part or object class), cycled every 20."""
+MISSING = "–"
+"""How a table shows a value that was not measured (an en dash, never ``nan`` or an empty black cell)."""
+LABEL_SIZE = 9
+"""Smallest font size (pt) of row labels and legends in the book's figures."""
 
 
 def shared_norm(maps: Sequence[np.ndarray], percentile: Optional[float] = None) -> mcolors.Normalize:
@@ -184,8 +201,7 @@ def saliency_figure(rows: Sequence[PanelRow], heads: Optional[Sequence[int]] = N
         overlay(next(ax), r.image, r.tokencut.eigvec, r.patch, norms["eig"])
         _box_panel(next(ax), r.image, r.gt_boxes, r.tokencut.box)
         if r.label:
-            axes[i, 0].text(-0.05, 0.5, r.label, transform=axes[i, 0].transAxes, rotation=90,
-                            ha="right", va="center", fontsize=9)
+            row_label(axes[i, 0], r.label)
     for j, t in enumerate(titles):
         axes[0, j].set_title(t, fontsize=9)
     return fig
@@ -201,10 +217,96 @@ def _box_panel(ax, image, gt_boxes, pred_box) -> None:
 # ---------------------------------------------------------------- the benchmark's ground truth
 
 
+def _lab(rgb) -> np.ndarray:
+    """CIELAB (D65) of sRGB colours in 0..1, shape (..., 3)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    m = np.array([[0.4124564, 0.3575761, 0.1804375],
+                  [0.2126729, 0.7151522, 0.0721750],
+                  [0.0193339, 0.1191920, 0.9503041]])
+    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
+    d = 6 / 29
+    f = np.where(xyz > d ** 3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def _de2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference between CIELAB colours (broadcasting over leading axes)."""
+    l1, a1, b1 = np.moveaxis(np.asarray(lab1, dtype=np.float64), -1, 0)
+    l2, a2, b2 = np.moveaxis(np.asarray(lab2, dtype=np.float64), -1, 0)
+    c_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - np.sqrt(c_mean ** 7 / (c_mean ** 7 + 25.0 ** 7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
+    h1p, h2p = np.degrees(np.arctan2(b1, a1p)) % 360, np.degrees(np.arctan2(b2, a2p)) % 360
+    dl, dc = l2 - l1, c2p - c1p
+    dh = h2p - h1p
+    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
+    dh = np.where(c1p * c2p == 0, 0.0, dh)
+    dhh = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dh / 2))
+    l_mean, cp_mean = (l1 + l2) / 2, (c1p + c2p) / 2
+    hs = h1p + h2p
+    h_mean = np.where(c1p * c2p == 0, hs, np.where(np.abs(h1p - h2p) <= 180, hs / 2,
+                                                 np.where(hs < 360, (hs + 360) / 2, (hs - 360) / 2)))
+    t = (1 - 0.17 * np.cos(np.radians(h_mean - 30)) + 0.24 * np.cos(np.radians(2 * h_mean))
+         + 0.32 * np.cos(np.radians(3 * h_mean + 6)) - 0.20 * np.cos(np.radians(4 * h_mean - 63)))
+    rc = 2 * np.sqrt(cp_mean ** 7 / (cp_mean ** 7 + 25.0 ** 7))
+    rt = -np.sin(np.radians(60 * np.exp(-(((h_mean - 275) / 25) ** 2)))) * rc
+    sl = 1 + 0.015 * (l_mean - 50) ** 2 / np.sqrt(20 + (l_mean - 50) ** 2)
+    sc, sh = 1 + 0.045 * cp_mean, 1 + 0.015 * cp_mean * t
+    return np.sqrt((dl / sl) ** 2 + (dc / sc) ** 2 + (dhh / sh) ** 2 + rt * (dc / sc) * (dhh / sh))
+
+
+def min_colour_distance(colours: Sequence[Sequence[float]]) -> float:
+    """The smallest CIEDE2000 difference between two of ``colours`` (RGB in 0..1).
+
+    About 1 is the smallest difference a reader notices side by side; the
+    pairs of ``tab20`` (a colour and its lighter shade) lie around 12 and
+    look alike in a mask; ``tab10``'s closest pair is 16.
+    """
+    lab = _lab(np.asarray(colours, dtype=np.float64)[:, :3])
+    d = _de2000(lab[:, None], lab[None])
+    np.fill_diagonal(d, np.inf)
+    return float(d.min())
+
+
+@functools.lru_cache(maxsize=8)
+def _palette(n: int) -> tuple:
+    chosen = [tuple(float(c) for c in rgb) for rgb in matplotlib.colormaps["tab10"].colors][:n]
+    grid = np.linspace(0.0, 1.0, 18)
+    cand = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
+    lab = _lab(cand)
+    # neither near black nor near the white of ignored pixels, and no neon (chroma below 80)
+    keep = (lab[:, 0] > 25) & (lab[:, 0] < 90) & (np.hypot(lab[:, 1], lab[:, 2]) < 80)
+    cand, lab = cand[keep], lab[keep]
+    nearest = np.full(len(cand), np.inf)
+    for c in [(1.0, 1.0, 1.0)] + chosen:
+        nearest = np.minimum(nearest, _de2000(lab, _lab(np.array(c))[None]))
+    while len(chosen) < n:
+        k = int(np.argmax(nearest))
+        chosen.append(tuple(float(c) for c in cand[k]))
+        nearest = np.minimum(nearest, _de2000(lab, lab[k][None]))
+    return tuple(chosen)
+
+
+def categorical_colours(n: int) -> list[tuple[float, float, float]]:
+    """``n`` distinct RGB colours (0..1) for categories, the same ``n`` always giving the same list.
+
+    The first ten are matplotlib's ``tab10``; each further colour is the one
+    of an 18-level RGB grid farthest (CIEDE2000) from all colours chosen so
+    far and from white (Glasbey's method), leaving out near-black, near-white
+    and neon colours. Unlike ``tab20`` (pairs of shades, repeating after 20)
+    no two colours are close: :func:`min_colour_distance` stays at tab10's
+    own 16 for at least 32 colours.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return list(_palette(int(n)))
+
+
 def semantic_colours(n: int) -> list[tuple[float, float, float]]:
-    """RGB colours (0..1) of semantic indices ``0..n-1`` in :data:`SEMANTIC_CMAP` (cycled every 20)."""
-    cmap = matplotlib.colormaps[SEMANTIC_CMAP].resampled(20)
-    return [tuple(float(c) for c in cmap(k % 20)[:3]) for k in range(n)]
+    """RGB colours (0..1) of semantic indices ``0..n-1``: :func:`categorical_colours`, one distinct colour each."""
+    return categorical_colours(n)
 
 
 def semantic_rgb(semantic: np.ndarray, colours: Sequence[Sequence[float]]) -> np.ndarray:
@@ -229,22 +331,130 @@ def ground_truth_figure(samples: Sequence, semantic_names: Sequence[str], title:
     if not samples:
         raise ValueError("samples is empty")
     colours = semantic_colours(len(semantic_names))
-    fig = Figure(figsize=(panel_size * len(samples) + 1.8, 3.9))
+    fig = Figure(figsize=(panel_size * len(samples) + 2.2, 3.9))
     axes = fig.subplots(2, len(samples), squeeze=False)
     for s, top, bottom in zip(samples, axes[0], axes[1]):
         overlay(top, s.image, None, 1)
         draw_boxes(top, s.boxes, GT_COLOR, linewidth=1)
         for (x1, y1, _, _), lab in zip(np.asarray(s.boxes).reshape(-1, 4), s.labels):
-            top.text(x1, y1 - 1, s.class_names[lab], color=GT_COLOR, fontsize=6)
+            top.text(x1, y1 - 1, s.class_names[lab], color=GT_COLOR, fontsize=7,
+                     path_effects=[patheffects.withStroke(linewidth=2, foreground="black")])
         bottom.imshow(semantic_rgb(s.semantic, colours), interpolation="nearest")
         bottom.set_axis_off()
     present = sorted({int(k) for s in samples for k in np.unique(s.semantic) if k != IGNORE})
     handles = [Rectangle((0, 0), 1, 1, color=colours[k]) for k in present]
-    fig.legend(handles, [semantic_names[k] for k in present], loc="center right", fontsize=7, frameon=False)
+    fig.legend(handles, [semantic_names[k] for k in present], loc="center right", fontsize=LABEL_SIZE,
+               frameon=False, ncols=1 if len(present) <= 14 else 2, handlelength=1.2, columnspacing=0.8)
     if title:
         fig.suptitle(title)
-    fig.subplots_adjust(right=0.86, wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(right=(0.86 if len(present) <= 14 else 0.74), wspace=0.05, hspace=0.05)
     return fig
+
+
+def row_label(ax, text: str, fontsize: float = LABEL_SIZE, width: int = 16):
+    """Name a row of panels: horizontal text left of ``ax``, wrapped at ``width`` characters.
+
+    Replaces rotated y-labels, which are hard to read at small sizes. The text
+    lies outside the axes: figures shown inline (saved with a tight bounding
+    box) keep it. Returns the ``Text``.
+    """
+    if fontsize < LABEL_SIZE:
+        raise ValueError(f"row labels are at least {LABEL_SIZE} pt, got {fontsize}")
+    return ax.text(-0.06, 0.5, textwrap.fill(str(text), width), transform=ax.transAxes,
+                   ha="right", va="center", fontsize=fontsize)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def styled_table(df, precision: int = 3, gradient: Sequence[str] = (), cmap: str = TABLE_CMAP,
+                 caption: Optional[str] = None):
+    """A pandas ``Styler`` of a table as the book shows it.
+
+    Floats with ``precision`` decimals (integers, strings and booleans as they
+    are), missing values as :data:`MISSING`, a :data:`TABLE_CMAP` background
+    gradient on the ``gradient`` columns only. A missing value in a gradient
+    column keeps the page's background (pandas would paint it black: the
+    colormap's "bad" colour is transparent black, and the alpha is dropped).
+    """
+    st = df.style.format(precision=precision, na_rep=MISSING)
+    if gradient:
+        st = st.background_gradient(subset=list(gradient), cmap=cmap)
+        st = st.highlight_null(props="background-color: transparent; color: inherit")
+    if caption:
+        st = st.set_caption(caption)
+    return st
+
+
+PAGE_CHARS = 86
+"""Characters of code or plain-text output that fit the book's page width (about 770 px) without scrolling."""
+
+
+class Wrapped:
+    """Plain text that a notebook shows as it is (no quotes): the result of :func:`wrapped_repr`."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(self.text)
+
+
+def wrapped_repr(obj, width: int = PAGE_CHARS) -> Wrapped:
+    """``repr(obj)`` broken into lines of at most ``width`` characters where possible.
+
+    A dataclass (a chapter's parameters) is written ``Name(field=value, ...)``
+    with whole fields packed onto each line under the opening parenthesis, so
+    that no field is split; a field longer than a line gets a line of its own.
+    Anything else is its ``repr``, unchanged.
+    """
+    if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        return Wrapped(repr(obj))
+    head = type(obj).__name__ + "("
+    items = [f"{f.name}={getattr(obj, f.name)!r}" for f in dataclasses.fields(obj) if f.repr]
+    lines, line = [], head
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else ")")
+        if line.strip() and line != head and len(line) + 1 + len(piece) > width:
+            lines.append(line)
+            line = " " * len(head) + piece
+        else:
+            line = line + (" " if line != head else "") + piece
+    if not items:
+        line += ")"
+    lines.append(line)
+    return Wrapped("\n".join(lines))
+
+
+# ---------------------------------------------------------------- words in computed prose
+
+
+def compare_word(a: float, b: float, tol: float,
+                 words: Sequence[str] = ("more than", "about the same as", "less than"),
+                 missing: Optional[str] = None) -> str:
+    """The word that compares ``a`` with ``b`` in computed prose, with a tolerance.
+
+    ``words[0]`` when ``a > b + tol``, ``words[2]`` when ``a < b - tol``,
+    ``words[1]`` otherwise (the difference is within ``tol``, ends included).
+    Pass ``words`` to fit the sentence, e.g. ``("faster than", "as fast as",
+    "slower than")``. A NaN on either side returns ``missing`` when it is
+    given and raises otherwise: a sentence must not compare a number that was
+    not measured.
+    """
+    a, b, tol = float(a), float(b), float(tol)
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be finite and >= 0, got {tol}")
+    if not (np.isfinite(a) and np.isfinite(b)):
+        if missing is not None:
+            return missing
+        raise ValueError(f"compare_word needs finite numbers, got {a} and {b}")
+    if len(words) != 3:
+        raise ValueError(f"words holds (above, within, below), got {words!r}")
+    d = a - b
+    return words[0] if d > tol else words[2] if d < -tol else words[1]
 
 
 # ---------------------------------------------------------------- training logs

@@ -263,7 +263,7 @@ class DinoTrainer:
             ema_update(self.teacher, self.student, momentum, foreach=self._foreach)
         elif cfg.teacher_update == "copy":
             momentum = 0.0
-            ema_update(self.teacher, self.student, 0.0)
+            ema_update(self.teacher, self.student, 0.0, foreach=self._foreach)
         else:
             momentum = 1.0
 
