@@ -130,7 +130,7 @@ def _catalogue(profile: str, names: Optional[Sequence[str]]) -> list[tuple[str, 
 
 def _artifact(spec) -> Path:
     """Where the run cache keeps the DINO model of ``spec`` (it may not exist)."""
-    return runs.cache_root() / zoo.DINO_KIND / zoo.model_key(spec)
+    return zoo.artifact_dir(spec)
 
 
 def _metrics(name: str, spec, path: Path) -> dict:

@@ -65,7 +65,7 @@ from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, D
 __all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "train_cached", "model_key", "data_identity",
            "get", "initial_backbone", "snapshots", "SPLIT_SEED_OFFSETS", "split_config", "held_out_samples",
            "domain", "domain_spec", "evaluation_spec", "knn_sets", "recipe_bar", "describe", "DATA_ENV",
-           "provenance", "held_out_metrics", "load_snapshot", "catalogue", "ABLATIONS", "ablation_recipe",
+           "artifact_dir", "resolve", "provenance", "held_out_metrics", "load_snapshot", "catalogue", "ABLATIONS", "ablation_recipe",
            "ablation_specs"]
 
 DATA_ENV = "DINOSAL_DATA"
@@ -300,17 +300,29 @@ def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, Mo
     if r.data == "official":
         return _official(name, profile, r)
     spec = train_spec(r, **train_overrides)
-    existed = (runs.cache_root() / DINO_KIND / model_key(spec) / runs.MANIFEST).is_file()
-    path = train_cached(spec)
+    path, source = resolve(spec)
     model = release.load_artifact_backbone(path)
     manifest = runs.read_manifest(path)
     d = spec.dino
     card = ModelCard(
         name, profile, "dino", d.arch, d.patch, d.img_size, describe(spec),
         int(manifest.get("training", {}).get("steps", 0)),
-        float(manifest["timings"]["build_seconds"]), str(path), provenance(manifest, existed),
+        float(manifest["timings"]["build_seconds"]), str(path), source,
     )
     return model.eval(), card
+
+
+def artifact_dir(spec: TrainSpec) -> Path:
+    """Where the run cache keeps (or will keep) the DINO model of ``spec``."""
+    return runs.cache_root() / DINO_KIND / model_key(spec)
+
+
+def resolve(spec: TrainSpec) -> tuple[Path, str]:
+    """:func:`train_cached` of ``spec`` and where its weights came from
+    (:func:`provenance`: ``"released"``, ``"run cache"`` or ``"trained now"``)."""
+    existed = (artifact_dir(spec) / runs.MANIFEST).is_file()
+    path = train_cached(spec)
+    return path, provenance(runs.read_manifest(path), existed)
 
 
 def provenance(manifest: dict, existed: bool = True) -> str:
