@@ -65,7 +65,7 @@ from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, D
 __all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "train_cached", "model_key", "data_identity",
            "get", "initial_backbone", "snapshots", "SPLIT_SEED_OFFSETS", "split_config", "held_out_samples",
            "domain", "domain_spec", "evaluation_spec", "knn_sets", "recipe_bar", "describe", "DATA_ENV",
-           "artifact_dir", "resolve", "provenance", "held_out_metrics", "load_snapshot", "catalogue", "ABLATIONS", "ablation_recipe",
+           "artifact_dir", "resolve", "held_out_metrics", "load_snapshot", "catalogue", "ABLATIONS", "ablation_recipe",
            "ablation_specs"]
 
 DATA_ENV = "DINOSAL_DATA"
@@ -78,7 +78,7 @@ class ModelCard:
     ``"official"``; ``trained_on``: a short data description; ``steps`` and
     ``train_seconds`` from the training run (0 when not trained here);
     ``path``: the cached artifact directory or weights file; ``source``:
-    where the weights came from (:func:`provenance`): ``"released"`` (the
+    where the weights came from (:func:`resolve`): ``"released"`` (the
     repository's ``weights/``), ``"run cache"`` (trained earlier on this
     machine), ``"trained now"``, ``"random init"`` or ``"official"``."""
 
@@ -318,20 +318,14 @@ def artifact_dir(spec: TrainSpec) -> Path:
 
 
 def resolve(spec: TrainSpec) -> tuple[Path, str]:
-    """:func:`train_cached` of ``spec`` and where its weights came from
-    (:func:`provenance`: ``"released"``, ``"run cache"`` or ``"trained now"``)."""
+    """:func:`train_cached` of ``spec`` and where its weights came from:
+    ``"released"`` (copied from the repository's ``weights/``), ``"run cache"``
+    (trained earlier on this machine) or ``"trained now"`` (by this call)."""
     existed = (artifact_dir(spec) / runs.MANIFEST).is_file()
     path = train_cached(spec)
-    return path, provenance(runs.read_manifest(path), existed)
-
-
-def provenance(manifest: dict, existed: bool = True) -> str:
-    """Where a ``dino`` artifact's weights came from: ``"released"`` (copied
-    from the repository's ``weights/``), ``"run cache"`` (trained earlier on
-    this machine) or ``"trained now"`` (``existed=False``: built by this call)."""
-    if manifest.get("source") == "release":
-        return "released"
-    return "run cache" if existed else "trained now"
+    if runs.read_manifest(path).get("source") == "release":
+        return path, "released"
+    return path, "run cache" if existed else "trained now"
 
 
 HELD_OUT_METRICS_N = 100
