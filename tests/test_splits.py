@@ -11,7 +11,7 @@ from dinosal.data.synthetic import ObjectWorld, SingleVehicles, VehicleConfig, W
 
 
 def test_split_seeds_are_named_offsets_of_the_training_seed():
-    assert zoo.SPLIT_SEED_OFFSETS == {"validation": 1000, "knn": 2000}
+    assert zoo.SPLIT_SEED_OFFSETS == {"validation": 1000, "knn": 2000, "test": 3000}
     spec = zoo.train_spec(zoo.recipe("dino_world", "smoke"))
     cfg = zoo.split_config(spec, "validation", size=48, length=7)
     assert cfg == dataclasses.replace(spec.data_config, seed=spec.data_config.seed + 1000, size=48, length=7)
@@ -92,3 +92,16 @@ def test_model_names_are_plain_identifiers():
     for profile in ("smoke", "cpu", "paper"):
         names = zoo.names(profile) + [n for n, _ in zoo.catalogue(profile)]
         assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names), names
+
+
+def test_preregistration_states_the_splits_the_zoo_uses():
+    """The pre-registration's split table and the library's offsets are one fact."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "book" / "preregistration.md").read_text(encoding="utf-8")
+    stated = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\| \**(validation|k-NN|test)\** \| \**seed \+ (\d+)",
+                                                              text, flags=re.M)}
+    assert stated == {"validation": 1000, "k-NN": 2000, "test": 3000}
+    assert stated["test"] == zoo.SPLIT_SEED_OFFSETS["test"]
+    assert len(set(zoo.SPLIT_SEED_OFFSETS.values())) == len(zoo.SPLIT_SEED_OFFSETS)

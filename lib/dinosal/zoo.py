@@ -410,10 +410,11 @@ def catalogue(profile: str) -> list[tuple[str, TrainSpec]]:
     return out
 
 
-SPLIT_SEED_OFFSETS = {"validation": 1000, "knn": 2000}
+SPLIT_SEED_OFFSETS = {"validation": 1000, "knn": 2000, "test": 3000}
 """Evaluation split -> what is added to the training data's dataset seed.
-``"validation"``: the held-out images every localisation score is measured
-on; ``"knn"``: the images of the k-NN train and test sets."""
+``"validation"``: every choice and the chapters' localisation scores;
+``"knn"``: the k-NN train and test sets; ``"test"``: the pre-registered
+claims only (book/preregistration.md)."""
 
 
 def _generator_config(spec):
