@@ -1,4 +1,5 @@
-"""The book's recurring figures and the source listings of :mod:`dinosal.viz`."""
+"""The book's recurring figures and the source listings of :mod:`dinosal.viz`, and the figures that
+compare models of :mod:`dinosal.viz_panels`."""
 
 import matplotlib
 
@@ -9,10 +10,12 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from dinosal import viz
+from dinosal import localisation, viz
+from dinosal import viz_panels as vp
 from dinosal.data.sample import IGNORE
 from dinosal.data.synthetic import DrivingConfig, DrivingScenes
 from dinosal.losses import DINOLoss
+from dinosal.saliency.attention import cls_attention
 from dinosal.saliency.tokencut import cosine_graph, fiedler, tokencut
 
 
@@ -234,3 +237,198 @@ def test_training_curves_without_log_k_draw_no_reference():
     fig = viz.training_curves({"a": _log(10, 0)}, columns=[("kl", "KL")], window=25)
     (ax,) = fig.axes
     assert len(ax.lines) == 1 and np.allclose(ax.lines[0].get_ydata(), _log(10, 0)["kl"])
+
+
+# ---------------------------------------------------------------- figures that compare models (viz_panels)
+
+MODELS = ("random", "dino_a", "dino_b")
+
+
+def _panel_inputs(models=MODELS, n_img=2, seed=0):
+    """Real LOST/TokenCut/attention results on a 6 x 6 grid; model k's keys are 10**k times larger."""
+    rng = np.random.default_rng(seed)
+    grid, patch = (6, 6), 8
+    images = [rng.integers(0, 255, (48, 48, 3), dtype=np.uint8) for _ in range(n_img)]
+    results = {}
+    for k, m in enumerate(models):
+        rr = []
+        for _ in range(n_img):
+            f = rng.normal(size=(36, 16))
+            f[:8] += 2.5  # a group of similar patches, the "object"
+            att = cls_attention(rng.dirichlet(np.full(36, 0.3 + k), size=3) * 0.9, grid)
+            rr.append(localisation.maps_of_features(f * 10 ** k, grid, patch, (48, 48), k=10, tau=0.2, attention=att))
+        results[m] = rr
+    boxes = [np.array([[0, 0, 16, 16]]) for _ in range(n_img)]
+    return images, results, patch, boxes
+
+
+def _map_images(ax):
+    """The overlays of a panel: every AxesImage but the photo (the first one drawn)."""
+    return ax.get_images()[1:]
+
+
+@pytest.fixture(scope="module")
+def panel_inputs():
+    return _panel_inputs()
+
+
+def test_paper_panels_draw_three_rows_per_image_and_one_column_per_model(panel_inputs):
+    images, results, patch, boxes = panel_inputs
+    fig = vp.paper_panels(images, results, patch, gt_boxes=boxes, names=["a", "b"])
+    n_img, n_mod = len(images), len(MODELS)
+    assert len(fig.axes) == 3 * n_img * (n_mod + 3), "label, image, models, colour bar on each of 3 rows per image"
+    maps = [ax for ax in fig.axes if len(_map_images(ax)) == 1]
+    assert len(maps) == 3 * n_img * n_mod
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["a", *MODELS, "b", *MODELS]
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert labels == ["inverse\ndegree", "correlation", "composite"] * n_img
+    assert fig.get_figwidth() + 2 * vp.INLINE_PAD == pytest.approx(vp.PAGE_INCHES), "as wide as the page"
+    with pytest.raises(ValueError):
+        vp.paper_panels(images, {"m": results["random"][:1]}, patch)
+
+
+def _rows_of_maps(fig, n_per_row):
+    maps = [ax for ax in fig.axes if len(_map_images(ax)) == 1]
+    return [maps[i:i + n_per_row] for i in range(0, len(maps), n_per_row)]
+
+
+def test_paper_panels_share_one_scale_per_panel_kind_across_models_and_images(panel_inputs):
+    images, results, patch, boxes = panel_inputs
+    fig = vp.paper_panels(images, results, patch, gt_boxes=boxes)
+    rows = _rows_of_maps(fig, len(MODELS))
+    norms = {}
+    for r, row in enumerate(rows):
+        kind = r % 3
+        for ax in row:
+            im = _map_images(ax)[0]
+            norms.setdefault(kind, []).append((type(im.norm), im.norm.vmin, im.norm.vmax, im.get_cmap().name))
+    for kind, seen in norms.items():
+        assert len(set(seen)) == 1, f"panel kind {kind}: one scale for every model and image, got {set(seen)}"
+    assert norms[0] == norms[2], "the composite is on the inverse-degree scale"
+    assert norms[0][0][0] is matplotlib.colors.LogNorm
+    assert norms[1][0][1:3] == (-1.0, 1.0)
+    # the inverse-degree limits are the pooled 1st and 99th percentiles of every model's map
+    pooled = np.concatenate([r.lost.inverse_degree.ravel() for m in MODELS for r in results[m]])
+    assert norms[0][0][1:3] == pytest.approx(tuple(np.percentile(pooled, [1, 99])))
+
+
+def test_correlation_of_networks_with_very_different_key_sizes_is_not_a_flat_wash(panel_inputs):
+    images, results, patch, _ = panel_inputs
+    fig = vp.paper_panels(images, results, patch)
+    for ax in _rows_of_maps(fig, len(MODELS))[1]:  # the correlation row of the first image
+        shown = _map_images(ax)[0].get_array()
+        assert shown.max() == pytest.approx(1.0) or shown.min() == pytest.approx(-1.0)
+        assert np.ptp(shown) >= 1.0, "each model's correlation spans the scale, whatever its keys' size"
+    raw = [results[m][0].lost.correlation for m in MODELS]
+    assert np.abs(raw[2]).max() > 1000 * np.abs(raw[0]).max(), "the test's networks differ in key size"
+
+
+def test_normalisation_rules_on_hand_made_maps():
+    m = np.r_[np.arange(100.0), 1000.0].reshape(1, -1)  # one outlier
+    s = vp.scale_by_percentile(m, 99.0, centre=0.0)
+    p99 = np.percentile(np.abs(m), 99)
+    assert np.allclose(s[0, :100], np.arange(100) / p99) and s[0, 100] == 1.0, "clipped at the 99th percentile"
+    assert np.allclose(vp.CORRELATION.values(-m), -s), "the sign is kept: 0 stays LOST's threshold"
+    assert np.allclose(vp.CORRELATION.values(m * 1e-4), s), "a map's own size does not matter"
+    v = np.array([[1.0, 1.0], [1.0, 5.0]])  # mean 2: TokenCut splits there
+    d = np.array([[-1.0, -1.0], [-1.0, 3.0]])
+    assert np.allclose(vp.EIGVEC.values(v), np.clip(d / np.percentile(np.abs(d), 99), -1, 1))
+    assert np.allclose(vp.EIGVEC.values(v * 1e-3), vp.EIGVEC.values(v)), "a tiny eigenvector is not invisible"
+    assert (vp.EIGVEC.values(v) > 0).sum() == 1 and vp.EIGVEC.values(v)[1, 1] == 1.0
+    assert np.allclose(vp.scale_by_percentile(np.full((2, 2), 3.0), centre=None), 0.0)
+    # attention: per head relative to its mean; the same shape at half the mass gives the same colours
+    head = np.array([[1.0, 1.0], [1.0, 5.0]])
+    assert np.allclose(vp.relative_to_uniform(head), [[0.5, 0.5], [0.5, 2.5]])
+    assert np.allclose(vp.ATTENTION.values(head), vp.ATTENTION.values(head / 2))
+    assert np.allclose(vp.ATTENTION.norm(vp.ATTENTION.values(np.ones((3, 3)))), 0.5), "even spread: the centre"
+    peaked = np.full((8, 8), 1e-3)
+    peaked[0, 0] = 1.0
+    assert vp.ATTENTION.norm(vp.ATTENTION.values(peaked))[0, 0] == pytest.approx(1.0), "a peaked head is not dark"
+    with pytest.raises(ValueError):
+        vp.relative_to_uniform(-head)
+    # inverse degree: a log scale over the pooled percentiles, colour-bar ticks at round degrees
+    maps = [np.full((2, 2), 0.01), np.array([[0.5, 0.01], [0.02, 0.03]])]
+    kind = vp.degree_kind(maps)
+    pooled = np.concatenate([x.ravel() for x in maps])
+    assert (kind.norm.vmin, kind.norm.vmax) == pytest.approx(tuple(np.percentile(pooled, [1, 99])))
+    assert isinstance(kind.norm, matplotlib.colors.LogNorm)
+    positions, labels = kind.ticks
+    assert all(kind.norm.vmin <= p <= kind.norm.vmax for p in positions)
+    assert np.allclose(positions, [1 / (int(t) + 1) for t in labels])
+    assert vp.composite_kind(kind).norm is kind.norm
+
+
+def test_colour_bars_one_per_panel_kind_with_the_kinds_scale(panel_inputs):
+    images, results, patch, boxes = panel_inputs
+    fig = vp.paper_panels(images, results, patch, gt_boxes=boxes)
+    bars = [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+    assert len(bars) == 3 * len(images), "a colour bar on every row (inverse degree, correlation, composite)"
+    deg = vp.degree_kind([r.lost.inverse_degree for m in MODELS for r in results[m]])
+    assert [ax.get_ylabel() for ax in bars] == [deg.label, vp.CORRELATION.label, deg.label] * len(images)
+    cb = bars[1]._colorbar
+    assert (cb.norm.vmin, cb.norm.vmax) == (-1.0, 1.0)
+    fig2 = vp.more_panels(images, results, patch, gt_boxes=boxes)
+    bars2 = [ax for ax in fig2.axes if getattr(ax, "_colorbar", None) is not None]
+    assert [ax.get_xlabel() for ax in bars2] == [vp.ATTENTION.label, vp.EIGVEC.label]
+
+
+def test_more_panels_show_every_head_on_one_scale_per_kind(panel_inputs):
+    images, results, patch, boxes = panel_inputs
+    fig = vp.more_panels(images, results, patch, gt_boxes=boxes, names=["a", "b"])
+    heads = results["random"][0].attention.num_heads
+    n_col = heads + 2
+    rows = _rows_of_maps(fig, n_col)
+    assert len(rows) == len(images) * len(MODELS) and all(len(r) == n_col for r in rows)
+    for row in rows:
+        att = [_map_images(ax)[0].norm for ax in row[:-1]]
+        assert all((n.vmin, n.vmax) == (1 / 16, 16) for n in att)
+        assert (_map_images(row[-1])[0].norm.vmin, _map_images(row[-1])[0].norm.vmax) == (-1.0, 1.0)
+        assert len(row[-1].patches) == 2, "TokenCut's box and the GT box"
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ([f"head {h}" for h in range(heads)] + ["mean of heads", "TokenCut\neigenvector"]) * len(images)
+    fig = vp.more_panels(images, results, patch, heads=[1])
+    assert len(_rows_of_maps(fig, 3)) == len(images) * len(MODELS)
+
+
+def test_labels_are_readable_at_the_size_the_book_shows_them(panel_inputs):
+    images, results, patch, boxes = panel_inputs
+    five = {f"model {i}": results[MODELS[i % 3]] for i in range(5)}
+    for fig in (vp.paper_panels(images, results, patch, gt_boxes=boxes),
+                vp.paper_panels(images[:1], {m: rr[:1] for m, rr in five.items()}, patch),
+                vp.more_panels(images, five, patch, gt_boxes=boxes)):
+        sizes = vp.displayed_font_sizes(fig)
+        assert len(sizes) > 10
+        small = [(t, s) for t, s in sizes if s < viz.LABEL_SIZE]
+        assert not small, small
+    wide = Figure(figsize=(2 * vp.PAGE_INCHES - 2 * vp.INLINE_PAD, 2))
+    wide.text(0.5, 0.5, "x", fontsize=10)
+    assert vp.displayed_font_sizes(wide) == [("x", pytest.approx(5.0))], "a wide figure is shrunk to the page"
+
+
+def test_choose_images_follows_its_rule_on_known_scores():
+    scores = [1, 5, 4, 9, np.nan, 6, 0]  # finite: median 4.5
+    assert vp.choose_images(scores, 2, "median") == [2, 1], "the two closest to the median, by score"
+    assert vp.choose_images(scores, 3, "median") == [2, 1, 5]
+    assert vp.choose_images(scores, 1, "median") == [1], "a tie goes to the lower index"
+    assert vp.choose_images(scores, 3, "quantiles") == [0, 1, 5], "closest to the 1/6, 1/2, 5/6 quantiles"
+    assert vp.choose_images(scores, 3, "first") == [0, 1, 2]
+    assert 4 not in vp.choose_images(scores, 10, "median") and len(vp.choose_images(scores, 10, "median")) == 6
+    assert len(vp.choose_images(scores, 10, "quantiles")) == 6
+    assert vp.choose_images(scores, 10, "first") == list(range(7))
+    for bad in (dict(n=0), dict(n=2, rule="best")):
+        with pytest.raises(ValueError):
+            vp.choose_images(scores, **bad)
+    with pytest.raises(ValueError):
+        vp.choose_images([np.nan, np.nan], 1)
+
+
+def test_outline_draws_the_border_of_a_mask():
+    fig = Figure()
+    ax = fig.subplots()
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[1:3, 1:3] = True
+    lines = vp.outline(ax, mask, 8)
+    segs = [np.asarray(s) for s in lines.get_segments()]
+    assert len(segs) == 8, "a 2 x 2 block has 8 unit edges on its border"
+    assert {tuple(p) for s in segs for p in s} <= {(x, y) for x in (8, 16, 24) for y in (8, 16, 24)}

@@ -10,7 +10,11 @@ boxes in :data:`PRED_COLOR`.
 One colormap (:data:`CMAP`) is used for every map of a figure, and each kind
 of map (attention, inverse degree, correlation, composite, eigenvector) gets
 one normalisation shared by all rows of the figure, so models can be
-compared panel to panel.
+compared panel to panel. The book's figures that compare models (the seed
+paper's three LOST panels, the attention heads, TokenCut's eigenvector) are
+drawn by :mod:`dinosal.viz_panels`, which states one normalisation rule per
+panel kind and adds colour bars; :func:`saliency_figure` is the older
+all-in-one grid, where one raw scale per kind hides weak models.
 
 Figures are plain ``matplotlib.figure.Figure`` objects (no pyplot state);
 display them with ``IPython.display.display(fig)`` or ``fig.savefig``.
