@@ -66,6 +66,11 @@ LEVERS: dict[str, dict] = {
     "colour": dict(crops=_COLOUR),
     # colour invariance with a larger KoLeo weight (spreads the batch's CLS features against uniform outputs)
     "colour_koleo": dict(crops=_COLOUR, train=dict(koleo_weight=0.5)),
+    # colour_t02 collapsed to uniform outputs at ~1,600 steps: KoLeo 0.5 (against constant features) on top
+    "colour_t02_koleo": dict(crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02, koleo_weight=0.5)),
+    # colour_t02 with DINO's own grayscale probability (0.2 instead of 0.5)
+    "colour_mild_t02": dict(crops={**_COLOUR, "grayscale_p": 0.2},
+                            train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
 }
 """Lever name -> changes to the cpu ``dino_world`` recipe: ``crops``, ``data``
 (generator config) and ``train`` (:class:`DinoConfig` fields) dicts."""

@@ -13,10 +13,12 @@ floor holds what its siblings stand on.
   repository's released checkpoints, then training; the catalogue of what
   a profile trains), standing on ``release`` (``weights/``: export,
   verify, materialise, load);
-* floor 2 -- ``train`` (the DINO trainer) | ``localisation`` (run the
+* floor 2 -- ``train`` (the DINO trainer, classifier transfer) | ``localisation`` (run the
   saliency methods, score one image, summarise a set) | ``baselines``
-  (pixel LOST, centred box) | ``knn`` (DINO's weighted k-NN), standing on
-  its base ``saliency`` (attention, LOST, TokenCut, class maps) | ``viz``;
+  (pixel LOST, centred box) | ``knn`` (DINO's weighted k-NN) |
+  ``viz_panels`` (figures that set models side by side, one colour scale per
+  panel kind), standing on its base ``saliency`` (attention, LOST, TokenCut,
+  class maps) | ``viz``;
 * floor 1 -- ``models`` | ``features`` | ``losses`` | ``schedules`` |
   ``metrics`` | ``data``, standing on its base ``runs`` (run cache, atomic
   I/O);
@@ -25,8 +27,9 @@ floor holds what its siblings stand on.
   parameter is declared; imports nothing of dinosal).
 
 Inside the packages the same rule holds, with contracts of their own:
-``train`` (``__main__`` over ``dino`` over ``monitor`` | ``sampling`` |
-``updates`` over ``dino_config``), ``saliency`` (methods over ``grid``),
+``train`` (``__main__`` over ``dino`` | ``transfer`` over ``monitor`` |
+``sampling`` | ``updates`` | ``runtime`` | ``transfer_data`` over
+``transfer_config`` over ``dino_config``), ``saliency`` (methods over ``grid``),
 ``models`` (``checkpoints`` over ``heads`` | ``vit``), ``data``
 (``export`` over ``readers`` | ``cache`` | ``stats`` | ``multicrop`` over
 ``synthetic`` over ``sample``), ``data.synthetic`` (``scenes`` over

@@ -19,6 +19,12 @@ warmup_epochs)`` (endpoint included, so ``final`` is reached at epoch
 KoLeo (:func:`koleo_loss`) is **not** part of the original DINO; it comes from
 DINOv2 (Oquab et al. 2023, after Sablayrolles et al. 2019) and is offered as
 an optional extra term.
+
+The losses of classifier transfer (:mod:`dinosal.train.transfer`) are
+:func:`transfer_loss` -- cross-entropy for one label per image (``"ce"``),
+one binary cross-entropy per class for multi-label images (``"bce"``, as
+``BCEWithLogitsLoss``) and the same per patch token (``"patch_bce"``) --
+with :func:`patch_targets`, the labels of the boxes covering each patch.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["DinoLossOutput", "DINOLoss", "teacher_temp_schedule", "koleo_loss"]
+__all__ = ["DinoLossOutput", "DINOLoss", "teacher_temp_schedule", "koleo_loss", "TRANSFER_LOSSES",
+           "patch_targets", "transfer_loss"]
 
 
 def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
@@ -176,3 +183,87 @@ def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         nn_idx = sim.argmax(dim=1)
     dist_nn = (x - x[nn_idx]).norm(dim=-1)
     return -torch.log(dist_nn + eps).mean()
+
+
+# --------------------------------------------------------------------------
+# Classifier transfer
+# --------------------------------------------------------------------------
+
+TRANSFER_LOSSES = ("ce", "bce", "patch_bce")
+"""``"ce"``: softmax cross-entropy, one class per image; ``"bce"``: one
+sigmoid + binary cross-entropy per class, multi-hot targets per image;
+``"patch_bce"``: the same per patch token."""
+
+
+def patch_targets(boxes, labels, num_classes: int, grid, patch: int) -> torch.Tensor:
+    """Multi-hot labels per patch token from boxes: ``(rows*cols, num_classes)`` float32.
+
+    boxes: ``(n, 4)`` xyxy pixels of the network input, exclusive max;
+    labels: ``(n,)`` class indices; grid: ``(rows, cols)``; patch: p (px).
+    **Rule:** patch ``(r, c)`` (token ``r*cols + c``) is covered by a box
+    when the patch centre ``((c + 0.5) p, (r + 0.5) p)`` lies inside it,
+    ``x1 <= x < x2`` and ``y1 <= y < y2``; it gets the union of the labels of
+    the boxes covering it (0 everywhere else). A box that covers no patch
+    centre (smaller than a patch, or cut away by a crop) labels nothing.
+    Raises ``ValueError`` naming the argument for mismatched lengths, a label
+    outside ``0 .. num_classes-1`` or a bad grid/patch.
+    """
+    b = torch.as_tensor(np.asarray(boxes, dtype=np.float64)).reshape(-1, 4)
+    lab = torch.as_tensor(np.asarray(labels, dtype=np.int64)).reshape(-1)
+    rows, cols = (int(v) for v in grid)
+    if rows < 1 or cols < 1 or int(patch) < 1 or int(num_classes) < 1:
+        raise ValueError(f"patch_targets: grid {(rows, cols)}, patch {patch} and num_classes {num_classes} must be >= 1")
+    if len(b) != len(lab):
+        raise ValueError(f"patch_targets: {len(b)} boxes but {len(lab)} labels")
+    if len(lab) and (lab.min() < 0 or lab.max() >= num_classes):
+        raise ValueError(f"patch_targets: labels must lie in 0..{num_classes - 1}, got {lab.tolist()}")
+    out = torch.zeros(rows * cols, int(num_classes), dtype=torch.float32)
+    if len(b) == 0:
+        return out
+    cy = (torch.arange(rows, dtype=torch.float64) + 0.5) * patch
+    cx = (torch.arange(cols, dtype=torch.float64) + 0.5) * patch
+    inside_x = (b[:, None, 0] <= cx) & (cx < b[:, None, 2])  # (n, cols)
+    inside_y = (b[:, None, 1] <= cy) & (cy < b[:, None, 3])  # (n, rows)
+    covered = (inside_y[:, :, None] & inside_x[:, None, :]).reshape(len(b), rows * cols)  # (n, N)
+    for k in lab.unique().tolist():
+        out[:, k] = covered[lab == k].any(dim=0).float()
+    return out
+
+
+def transfer_loss(logits: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """The training loss of a transferred classifier, a scalar (mean).
+
+    * ``"ce"``: ``logits (B, C)``, ``target (B,)`` int64 class indices;
+      ``F.cross_entropy``, the mean over images (``eval_linear``'s
+      ``nn.CrossEntropyLoss``).
+    * ``"bce"``: ``logits (B, C)``, ``target (B, C)`` multi-hot in {0, 1};
+      ``F.binary_cross_entropy_with_logits``, the mean over all ``B*C``
+      entries (``nn.BCEWithLogitsLoss``'s default), i.e. per class and image.
+    * ``"patch_bce"``: ``logits (B, N, C)``, ``target (B, N, C)`` from
+      :func:`patch_targets`; the same BCE, the mean over ``B*N*C``.
+
+    Computed in float32. Raises ``ValueError`` naming the argument and the
+    problem for an unknown ``loss``, shapes that do not match, a class index
+    out of range or a multi-hot target outside [0, 1].
+    """
+    if loss not in TRANSFER_LOSSES:
+        raise ValueError(f"transfer_loss: loss must be one of {TRANSFER_LOSSES}, got {loss!r}")
+    want = 2 if loss != "patch_bce" else 3
+    if logits.ndim != want:
+        raise ValueError(f"transfer_loss: logits for {loss!r} must have {want} dims, got shape {tuple(logits.shape)}")
+    logits = logits.float()
+    if loss == "ce":
+        if target.shape != logits.shape[:1] or target.is_floating_point():
+            raise ValueError(f"transfer_loss: target for 'ce' must be (B,) integer class indices with B = "
+                             f"{logits.shape[0]}, got shape {tuple(target.shape)} {target.dtype}")
+        if len(target) and (target.min() < 0 or target.max() >= logits.shape[1]):
+            raise ValueError(f"transfer_loss: target class indices must lie in 0..{logits.shape[1] - 1}, "
+                             f"got {target.min().item()}..{target.max().item()}")
+        return F.cross_entropy(logits, target.long())
+    if target.shape != logits.shape:
+        raise ValueError(f"transfer_loss: target for {loss!r} must match logits {tuple(logits.shape)}, "
+                         f"got {tuple(target.shape)}")
+    target = target.float()
+    if target.numel() and (target.min() < 0 or target.max() > 1):
+        raise ValueError("transfer_loss: multi-hot target values must lie in [0, 1]")
+    return F.binary_cross_entropy_with_logits(logits, target)

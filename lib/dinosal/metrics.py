@@ -13,7 +13,11 @@ on the same pixel grid.
 * :func:`pointing_game`: is the map's maximum on the object (within a
   tolerance in px)?
 * :func:`average_precisions`, :func:`map_score`: per-class AP and mAP of
-  multi-label scores (scikit-learn).
+  multi-label scores (scikit-learn);
+* :func:`top1_accuracy`, :func:`confusion`: multi-class scores
+  (scikit-learn), and :func:`classification_scores`, everything a
+  transferred classifier is reported with, as one
+  :class:`ClassificationScores`.
 
 A score that averages over images (CorLoc, mAP) raises ``ValueError`` naming
 the argument on an empty input rather than returning NaN; inputs whose
@@ -23,11 +27,11 @@ lengths disagree raise too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import accuracy_score, average_precision_score, confusion_matrix
 
 __all__ = [
     "box_iou",
@@ -39,6 +43,10 @@ __all__ = [
     "pointing_game",
     "average_precisions",
     "map_score",
+    "top1_accuracy",
+    "confusion",
+    "ClassificationScores",
+    "classification_scores",
 ]
 
 
@@ -222,3 +230,112 @@ def map_score(y_true, scores) -> float:
     if np.isnan(ap).all():
         raise ValueError("no class has a positive example; mAP undefined")
     return float(np.nanmean(ap))
+
+
+def _class_scores(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
+    y, s = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or y.shape != s.shape[:1]:
+        raise ValueError(f"y_true must be (n,) class indices and scores (n, C), got {y.shape} and {s.shape}")
+    if len(y) == 0:
+        raise ValueError("y_true is empty; accuracy needs at least one image")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= s.shape[1]:
+        raise ValueError(f"y_true must hold integer class indices in 0..{s.shape[1] - 1}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN/Inf")
+    return y, s
+
+
+def top1_accuracy(y_true, scores) -> float:
+    """Share of images whose highest score is their class.
+
+    y_true: (n,) class indices; scores: (n, C) logits or probabilities. Ties
+    go to the lower class index (``np.argmax``). ``sklearn.metrics.accuracy_score``.
+    """
+    y, s = _class_scores(y_true, scores)
+    return float(accuracy_score(y, s.argmax(axis=1)))
+
+
+def confusion(y_true, scores) -> np.ndarray:
+    """(C, C) int64 confusion matrix: entry ``[i, j]`` counts images of class
+    ``i`` predicted as ``j`` (rows true, columns predicted, scikit-learn's
+    convention); every class gets a row and a column, present or not."""
+    y, s = _class_scores(y_true, scores)
+    return confusion_matrix(y, s.argmax(axis=1), labels=np.arange(s.shape[1])).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ClassificationScores:
+    """How well a classifier did on one evaluation set.
+
+    loss: "ce" (one class per image), "bce" (multi-label per image) or
+        "patch_bce" (multi-label per patch token: AP over all patches)
+    class_names: the C classes
+    n_images: images evaluated; n_items: what AP/accuracy averaged over
+        (images, or images x patches for "patch_bce")
+    top1: top-1 accuracy ("ce" only, else None)
+    confusion_matrix: (C, C) int64, rows true, columns predicted ("ce" only)
+    ap: (C,) average precision per class; NaN for a class with no positive in
+        the set ("bce"/"patch_bce"; for "ce" one-vs-rest AP of the scores)
+    map: mean AP over the classes that have a positive
+    classes_without_positives: names of the classes left out of ``map``
+    """
+
+    loss: str
+    class_names: tuple[str, ...]
+    n_images: int
+    n_items: int
+    top1: Optional[float]
+    confusion_matrix: Optional[np.ndarray]
+    ap: np.ndarray
+    map: float
+    classes_without_positives: tuple[str, ...]
+
+    def per_class(self):
+        """A pandas table, one row per class: AP, positives left out of the mean, and for "ce" the
+        per-class recall (the confusion matrix's diagonal over its row sums)."""
+        import pandas as pd
+
+        df = pd.DataFrame({"class": list(self.class_names), "ap": self.ap,
+                           "in_map": [c not in self.classes_without_positives for c in self.class_names]})
+        if self.confusion_matrix is not None:
+            cm = self.confusion_matrix
+            rows = cm.sum(axis=1)
+            df["recall"] = np.divide(np.diag(cm), rows, out=np.full(len(rows), np.nan), where=rows > 0)
+            df["n"] = rows
+        return df
+
+
+def classification_scores(loss: str, y_true, scores, class_names: Sequence[str]) -> ClassificationScores:
+    """Top-1 and confusion matrix ("ce"), per-class AP and mAP (all losses).
+
+    loss: "ce" -- y_true (n,) class indices, scores (n, C); "bce" -- y_true
+    (n, C) multi-hot, scores (n, C); "patch_bce" -- y_true (n, N, C)
+    multi-hot per patch, scores (n, N, C), AP over the n*N patches.
+    Classes with no positive are left out of the mAP and listed in
+    ``classes_without_positives``. Raises ``ValueError`` naming the argument
+    (shapes, class count, empty set, no class with a positive).
+    """
+    names = tuple(str(c) for c in class_names)
+    s = np.asarray(scores, dtype=np.float64)
+    if loss not in ("ce", "bce", "patch_bce"):
+        raise ValueError(f"loss must be 'ce', 'bce' or 'patch_bce', got {loss!r}")
+    if s.ndim < 2 or s.shape[-1] != len(names):
+        raise ValueError(f"scores must end with one column per class ({len(names)} class_names), got {s.shape}")
+    n_images = int(s.shape[0])
+    top1 = cm = None
+    if loss == "ce":
+        y = np.asarray(y_true)
+        top1, cm = top1_accuracy(y, s), confusion(y, s)
+        multi_hot = np.eye(len(names), dtype=np.int64)[y]
+    else:
+        multi_hot = np.asarray(y_true)
+        if multi_hot.shape != s.shape:
+            raise ValueError(f"y_true must have the shape of scores {s.shape}, got {multi_hot.shape}")
+        multi_hot, s = multi_hot.reshape(-1, len(names)), s.reshape(-1, len(names))
+    ap = average_precisions(multi_hot, s)
+    if np.isnan(ap).all():
+        raise ValueError("y_true has no positive for any class; mAP undefined")
+    missing = tuple(n for n, a in zip(names, ap) if np.isnan(a))
+    return ClassificationScores(loss=loss, class_names=names, n_images=n_images, n_items=int(len(s)),
+                                top1=top1, confusion_matrix=cm, ap=ap, map=float(np.nanmean(ap)),
+                                classes_without_positives=missing)

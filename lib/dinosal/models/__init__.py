@@ -12,7 +12,11 @@ never writes its own ViT. What this package adds:
 * :class:`DINOHead` and :class:`MultiCropWrapper`, DINO's projection head and
   its "one backbone pass per resolution" wrapper.
 * :class:`LinearHead`, the ``eval_linear`` classifier (multi-class CE or
-  multi-label BCE is the trainer's choice; the head is the same Linear).
+  multi-label BCE is the trainer's choice; the head is the same Linear), put
+  on a backbone by :class:`Classifier` (features: :func:`classifier_features`,
+  the CLS of the last ``n`` blocks and optionally the pooled patch tokens) or
+  :class:`PatchClassifier` (one prediction per patch token);
+* :func:`set_drop_path`, stochastic depth of an existing ViT (fine-tuning).
 * :func:`load_dino_backbone` / :func:`load_dino_state`, which read the
   official checkpoint layouts strictly: a key, shape or head-count mismatch
   raises :class:`CheckpointKeyError` naming the file, the keys and both
@@ -26,7 +30,7 @@ Modules:
   and position-embedding interpolation (``"dino"`` / ``"timm"``,
   :data:`POS_INTERP`; the two methods are explained there);
 * :mod:`.heads` -- :class:`DINOHead`, :class:`MultiCropWrapper`,
-  :class:`LinearHead`, :class:`Classifier`;
+  :class:`LinearHead`, :class:`Classifier`, :class:`PatchClassifier`;
 * :mod:`.checkpoints` -- strict loading of official and dinosal checkpoints
   (weight-norm key names of the head explained there).
 """
@@ -42,7 +46,7 @@ from .checkpoints import (
     official_head_keys_to_parametrized,
     official_weights_path,
 )
-from .heads import Classifier, DINOHead, LinearHead, MultiCropWrapper
+from .heads import Classifier, DINOHead, LinearHead, MultiCropWrapper, PatchClassifier, classifier_features, feature_dim
 from .vit import (
     POS_INTERP,
     VIT_SIZES,
@@ -50,6 +54,7 @@ from .vit import (
     create_vit,
     dino_interpolate_pos_embed,
     resample_pos_embed,
+    set_drop_path,
 )
 
 __all__ = [
@@ -57,12 +62,16 @@ __all__ = [
     "POS_INTERP",
     "dino_interpolate_pos_embed",
     "resample_pos_embed",
+    "set_drop_path",
     "DinoVisionTransformer",
     "create_vit",
     "DINOHead",
     "MultiCropWrapper",
     "LinearHead",
     "Classifier",
+    "PatchClassifier",
+    "classifier_features",
+    "feature_dim",
     "CheckpointKeyError",
     "LoadReport",
     "extract_backbone_state",

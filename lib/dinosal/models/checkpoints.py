@@ -137,7 +137,10 @@ def extract_backbone_state(
     ``cls_token, pos_embed, patch_embed.proj.weight, blocks.N.attn.qkv.weight,
     ..., norm.weight``), or a training checkpoint with ``'teacher'`` /
     ``'student'`` entries whose keys carry ``module.`` and/or ``backbone.``
-    prefixes and ``head.`` entries (the DINO head, dropped here). Returns
+    prefixes and ``head.`` entries (the DINO head, dropped here), or a
+    wrapper's state dict (under ``'model'`` or bare) whose backbone keys carry
+    ``backbone.`` -- a transferred classifier's checkpoint -- where every key
+    without that prefix (the classifier head) is dropped. Returns
     ``(state, layout, dropped_keys)``. DINO's ViT key names equal timm's, so
     apart from the prefixes nothing is renamed. ``source`` (the file) starts
     every error message. Raises ``ValueError`` for ``which`` other than
@@ -165,8 +168,17 @@ def extract_backbone_state(
     for key in ("model", "state_dict"):
         if key in ckpt and isinstance(ckpt[key], Mapping):
             ckpt = ckpt[key]
-    state = {_strip(k, ("module.", "backbone.")): v for k, v in ckpt.items()}
-    return state, "plain", ()
+    # A wrapper's state (backbone.* next to head.*: a Classifier of dinosal.train.transfer, a
+    # MultiCropWrapper): the backbone part is loaded, the rest is reported as dropped.
+    wrapped = any(_strip(k, ("module.",)).startswith("backbone.") for k in ckpt)
+    state, dropped = {}, []
+    for k, v in ckpt.items():
+        k2 = _strip(k, ("module.",))
+        if wrapped and not k2.startswith("backbone."):
+            dropped.append(k)
+            continue
+        state[_strip(k2, ("backbone.",))] = v
+    return state, "plain", tuple(dropped)
 
 
 def official_head_keys_to_parametrized(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

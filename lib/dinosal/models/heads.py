@@ -1,4 +1,9 @@
-"""Heads on a backbone: DINO's projection head, the multi-crop wrapper, the linear classifier.
+"""Heads on a backbone: DINO's projection head, the multi-crop wrapper, the linear classifiers.
+
+:class:`Classifier` (one label vector per image) and :class:`PatchClassifier`
+(one per patch token) put :class:`LinearHead` -- ``eval_linear``'s layer --
+on a backbone; :func:`classifier_features` is ``eval_linear``'s choice of
+features (CLS of the last ``n`` blocks, optional average-pooled patch tokens).
 
 :class:`DINOHead`'s last layer is weight-normalised with
 ``torch.nn.utils.parametrizations.weight_norm``; how its parameter names map
@@ -12,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Classifier", "DINOHead", "LinearHead", "MultiCropWrapper"]
+__all__ = ["Classifier", "DINOHead", "LinearHead", "MultiCropWrapper", "PatchClassifier", "classifier_features",
+           "feature_dim"]
 
 
 def _trunc_normal_init(module: nn.Module) -> None:
@@ -115,12 +121,16 @@ class MultiCropWrapper(nn.Module):
 
 class LinearHead(nn.Module):
     """``eval_linear``'s classifier: ``Linear(in_dim, num_labels)``, weights
-    N(0, 0.01), bias 0. Input ``(B, in_dim)`` features of the last block
-    (the normed CLS), output ``(B, num_labels)`` raw logits: softmax + CE for
-    one label per image, one sigmoid per class + BCE for multi-label."""
+    N(0, 0.01), bias 0 (dino:eval_linear.py:237-251). Input ``(B, in_dim)``
+    features (the normed CLS of the last block, or the concatenation
+    :func:`classifier_features` makes), output ``(B, num_labels)`` raw logits:
+    softmax + CE for one label per image, one sigmoid per class + BCE for
+    multi-label (``multi_label`` records which; the layer is the same)."""
 
     def __init__(self, in_dim: int, num_labels: int, multi_label: bool = False) -> None:
         super().__init__()
+        if int(in_dim) < 1 or int(num_labels) < 1:
+            raise ValueError(f"LinearHead: in_dim ({in_dim}) and num_labels ({num_labels}) must be >= 1")
         self.multi_label = bool(multi_label)
         self.linear = nn.Linear(in_dim, num_labels)
         nn.init.normal_(self.linear.weight, mean=0.0, std=0.01)
@@ -130,13 +140,130 @@ class LinearHead(nn.Module):
         return self.linear(x.flatten(1))
 
 
-class Classifier(nn.Module):
-    """A backbone whose CLS output ``(B, D)`` feeds a :class:`LinearHead`."""
+def feature_dim(embed_dim: int, n_last_blocks: int = 1, avgpool: bool = False) -> int:
+    """Width of :func:`classifier_features`: ``embed_dim * (n_last_blocks + avgpool)``."""
+    return int(embed_dim) * (int(n_last_blocks) + int(bool(avgpool)))
+
+
+def classifier_features(backbone: nn.Module, x: torch.Tensor, n_last_blocks: int = 1,
+                        avgpool: bool = False) -> torch.Tensor:
+    """``eval_linear``'s features of a timm ViT (dino:eval_linear.py:164-172).
+
+    x: normalised ``(B, 3, H, W)`` images, sides multiples of the patch.
+    Returns ``(B, D * (n_last_blocks + avgpool))``: the CLS tokens of the
+    last ``n_last_blocks`` blocks, each passed through the final norm, in
+    block order (oldest first), then -- with ``avgpool`` -- the mean of the
+    last block's normed patch tokens (prefix tokens left out).
+
+    With ``n_last_blocks=1`` and no avgpool this is ``backbone(x)`` itself
+    (any backbone returning ``(B, D)`` works); otherwise the backbone needs
+    timm's ``forward_intermediates``. DINO's own avgpool code interleaves the
+    CLS and pooled entries (``[cls_0, avg_0, cls_1, avg_1, ...]``) and only
+    runs with ``n == 1``; here the blocks are concatenated, which is the same
+    features in another order (a linear head with i.i.d. init learns the
+    same), and any ``n`` works. Raises ``ValueError`` for ``n_last_blocks``
+    outside ``1 .. depth``.
+    """
+    n = int(n_last_blocks)
+    if n == 1 and not avgpool:
+        return backbone(x)
+    depth = len(getattr(backbone, "blocks", ()))
+    if not hasattr(backbone, "forward_intermediates") or not 1 <= n <= depth:
+        raise ValueError(f"classifier_features: n_last_blocks={n} needs a timm ViT with at least that many "
+                         f"blocks; {type(backbone).__name__} has {depth}")
+    outs = backbone.forward_intermediates(x, indices=n, return_prefix_tokens=True, norm=True,
+                                          output_fmt="NLC", intermediates_only=True)
+    feats = [prefix[:, 0] for _, prefix in outs]
+    if avgpool:
+        feats.append(outs[-1][0].mean(dim=1))
+    return torch.cat(feats, dim=-1)
+
+
+class _OnBackbone(nn.Module):
+    """A backbone and a head; :meth:`freeze_backbone` makes it a probe."""
+
+    backbone_frozen: bool = False
+
+    def freeze_backbone(self) -> "_OnBackbone":
+        """Linear-probe mode: the backbone's parameters get ``requires_grad=False``
+        and the backbone stays in eval mode even when ``train()`` is called
+        (``eval_linear`` keeps the whole model in eval). Returns self."""
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
+
+class Classifier(_OnBackbone):
+    """A backbone whose features feed a :class:`LinearHead`: ``(B, 3, H, W)``
+    images -> ``(B, num_labels)`` logits.
+
+    Features: :func:`classifier_features` (the CLS of the last
+    ``n_last_blocks`` blocks, optionally with the average-pooled patch tokens);
+    the defaults give ``head(backbone(x))``, the last block's normed CLS, as
+    the paper's classifier. The head's ``in_dim`` must equal
+    :func:`feature_dim` (checked: ``ValueError``). The saliency class maps
+    (:mod:`dinosal.saliency.classmaps`) take a Classifier as it is.
+    """
+
+    def __init__(self, backbone: nn.Module, head: LinearHead, n_last_blocks: int = 1,
+                 avgpool: bool = False) -> None:
+        super().__init__()
+        if int(n_last_blocks) < 1:
+            raise ValueError(f"Classifier: n_last_blocks must be >= 1, got {n_last_blocks}")
+        width = getattr(backbone, "embed_dim", None)
+        linear = getattr(head, "linear", None)
+        if width is not None and linear is not None and linear.in_features != feature_dim(width, n_last_blocks, avgpool):
+            raise ValueError(f"Classifier: head.in_dim is {linear.in_features} but the features are "
+                             f"{feature_dim(width, n_last_blocks, avgpool)} wide (embed_dim {width} x "
+                             f"(n_last_blocks {n_last_blocks} + avgpool {int(bool(avgpool))}))")
+        self.backbone = backbone
+        self.head = head
+        self.n_last_blocks = int(n_last_blocks)
+        self.avgpool = bool(avgpool)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, feature_dim)`` features the head reads."""
+        return classifier_features(self.backbone, x, self.n_last_blocks, self.avgpool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def extra_repr(self) -> str:
+        return f"n_last_blocks={self.n_last_blocks}, avgpool={self.avgpool}, backbone_frozen={self.backbone_frozen}"
+
+
+class PatchClassifier(_OnBackbone):
+    """A linear head on every patch token: ``(B, 3, H, W)`` images ->
+    ``(B, rows*cols, num_labels)`` logits, patches in row-major order.
+
+    The tokens are the last block's output after the final norm, prefix
+    (CLS/register) tokens left out; one :class:`LinearHead` (eval_linear init)
+    is shared by all patches. Trained with one BCE per class and patch against
+    the labels of the boxes covering the patch
+    (:func:`dinosal.losses.patch_targets`).
+    """
 
     def __init__(self, backbone: nn.Module, head: LinearHead) -> None:
         super().__init__()
+        if not hasattr(backbone, "forward_features"):
+            raise ValueError(f"PatchClassifier: {type(backbone).__name__} has no forward_features (not a timm ViT?)")
         self.backbone = backbone
         self.head = head
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, N, D)`` normed patch tokens of the last block."""
+        tokens = self.backbone.forward_features(x)
+        return tokens[:, int(getattr(self.backbone, "num_prefix_tokens", 1)):]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        f = self.features(x)
+        b, n, d = f.shape
+        return self.head(f.reshape(b * n, d)).reshape(b, n, -1)

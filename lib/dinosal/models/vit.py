@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
+from timm.layers import DropPath, calculate_drop_path_rates, resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "create_vit",
     "dino_interpolate_pos_embed",
     "resample_pos_embed",
+    "set_drop_path",
 ]
 
 # DINO's three sizes (dino:vision_transformer.py:236-254): width, depth, heads.
@@ -256,3 +257,25 @@ def create_vit(
     )
     kwargs.update(kw)
     return DinoVisionTransformer(pos_interp=pos_interp, **kwargs)
+
+
+def set_drop_path(vit: torch.nn.Module, rate: float) -> list[float]:
+    """Set the stochastic depth of an existing timm ViT in place.
+
+    Block ``i`` of ``L`` gets ``rate * i / (L - 1)`` on both residual branches
+    (timm's and DINO's linear rule, ``linspace(0, rate, L)``); a rate of 0
+    puts back ``nn.Identity``. Drop path only acts in train mode. Returns the
+    per-block rates. Raises ``ValueError`` for a rate outside ``[0, 1)`` or a
+    model without ``blocks`` whose items have ``drop_path1``/``drop_path2``.
+    """
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"set_drop_path: rate must lie in [0, 1), got {rate}")
+    blocks = getattr(vit, "blocks", None)
+    if not blocks or not all(hasattr(b, "drop_path1") and hasattr(b, "drop_path2") for b in blocks):
+        raise ValueError(f"set_drop_path: {type(vit).__name__} has no timm blocks with drop_path1/drop_path2")
+    rates = calculate_drop_path_rates(rate, len(blocks))
+    for block, r in zip(blocks, rates):
+        block.drop_path1 = DropPath(r) if r > 0 else torch.nn.Identity()
+        block.drop_path2 = DropPath(r) if r > 0 else torch.nn.Identity()
+    return list(rates)

@@ -3,7 +3,8 @@
 * :mod:`.attention`: DINO's CLS attention per head, mean, mass threshold;
 * :mod:`.lost`: LOST (degree, seed, correlation, box);
 * :mod:`.tokencut`: TokenCut (normalised cut, Fiedler vector, box);
-* :mod:`.classmaps`: Grad-CAM and attention rollouts for classifiers
+* :mod:`.classmaps`: Grad-CAM and attention rollouts for classifiers, and
+  the map of a per-patch head
   (imported on first use: ``pytorch_grad_cam`` is slow to import);
 * :mod:`.grid`: shared checks, connected components and boxes.
 
@@ -18,10 +19,10 @@ from .tokencut import DegenerateCutWarning, TokenCutResult, seed_and_sign, token
 __all__ = [
     "AttentionMaps", "cls_attention", "mass_threshold", "upsample",
     "LostResult", "lost", "TokenCutResult", "tokencut", "DegenerateCutWarning", "seed_and_sign",
-    "ClassMap", "grad_cam", "attention_rollout", "gradient_rollout",
+    "ClassMap", "grad_cam", "attention_rollout", "gradient_rollout", "patch_head_map",
 ]
 
-_LAZY = {"ClassMap", "grad_cam", "attention_rollout", "gradient_rollout"}
+_LAZY = {"ClassMap", "grad_cam", "attention_rollout", "gradient_rollout", "patch_head_map"}
 
 
 def __getattr__(name):

@@ -17,6 +17,9 @@ The model maps normalised images (B, 3, H, W) to logits (B, C), e.g.
   (ICCV 2021, "generic attention-model explainability"): per layer
   ``Abar = mean_heads(relu(dA * A))`` with ``dA`` the gradient of the class
   logit, ``R <- R + Abar @ R`` from ``R = I``; the map is ``R[CLS, patches]``.
+* :func:`patch_head_map`: for a model with one prediction per patch token
+  (``(B, N, C)`` logits, e.g. :class:`dinosal.models.PatchClassifier`), the
+  class's sigmoid probability on each patch -- the head's own map.
 
 All functions run the model in eval mode and switch timm's fused attention
 off only while they need the weights; afterwards every submodule's
@@ -45,7 +48,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from ..features import check_input_size, patch_size_of, prepare, to_batch
 
-__all__ = ["ClassMap", "find_vit", "grad_cam", "attention_rollout", "gradient_rollout"]
+__all__ = ["ClassMap", "find_vit", "grad_cam", "attention_rollout", "gradient_rollout", "patch_head_map"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -55,11 +58,12 @@ class ClassMap:
     """A saliency map per image.
 
     grid_map: (B, rows, cols) float32 on the token grid (Grad-CAM: the
-        ReLU'd weighted activations; rollouts: the CLS row, raw scale)
+        ReLU'd weighted activations; rollouts: the CLS row, raw scale;
+        patch head: sigmoid probabilities in [0, 1])
     pixel_map: (B, H, W) float32 in [0, 1] at the network input size
         (Grad-CAM only: the library's min-max scaled, bilinearly resized map),
         else None
-    method: "grad_cam", "attention_rollout" or "gradient_rollout"
+    method: "grad_cam", "attention_rollout", "gradient_rollout" or "patch_head"
     class_index: (B,) the explained classes, or None (class-agnostic)
     grid: (rows, cols); patch: p; image_size: (H, W) of the real content
     """
@@ -282,4 +286,28 @@ def gradient_rollout(model: torch.nn.Module, images, class_index, mode: str = "p
         cam = (grad.double().cpu() * attn.detach().double().cpu()).clamp(min=0).mean(dim=1)
         r = r + cam @ r
     return ClassMap(grid_map=_cls_row(r, n_prefix, prep.grid), pixel_map=None, method="gradient_rollout",
+                    class_index=classes, grid=prep.grid, patch=prep.patch, image_size=prep.image_size)
+
+
+def patch_head_map(model: torch.nn.Module, images, class_index, mode: str = "pad") -> ClassMap:
+    """The map of a per-patch classifier: ``sigmoid(logits[b, :, class_index[b]])`` on the grid.
+
+    model: images -> ``(B, rows*cols, C)`` logits, patches in row-major order
+    (:class:`dinosal.models.PatchClassifier`); class_index: int or one per
+    image. Runs in eval mode without gradients (modes restored). Returns
+    :class:`ClassMap` (method ``"patch_head"``) with ``grid_map`` (B, rows,
+    cols) in [0, 1]. Raises ``ValueError`` if the output is not one row per
+    patch or the class is out of range.
+    """
+    vit, prep, x = _inputs(model, images, mode)
+    classes = _classes(class_index, x.shape[0])
+    rows, cols = prep.grid
+    with torch.no_grad(), _eval_mode(model):
+        logits = model(x)
+    if logits.ndim != 3 or logits.shape[1] != rows * cols:
+        raise ValueError(f"model output {tuple(logits.shape)} is not (B, rows*cols, C) for the grid {prep.grid}")
+    if not all(0 <= c < logits.shape[-1] for c in classes):
+        raise ValueError(f"class_index {classes} out of range for {logits.shape[-1]} logits")
+    probs = torch.sigmoid(logits.float())[torch.arange(len(classes)), :, list(classes)]
+    return ClassMap(grid_map=probs.reshape(-1, rows, cols).cpu().numpy(), pixel_map=None, method="patch_head",
                     class_index=classes, grid=prep.grid, patch=prep.patch, image_size=prep.image_size)

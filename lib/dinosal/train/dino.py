@@ -46,8 +46,10 @@ step, ``"frozen"`` = teacher stays at its initialisation) and ``multicrop``
 Where the pieces live: the configuration in :mod:`~dinosal.train.dino_config`
 (with :data:`RUN_CONTROL_FIELDS`, the fields that do not change a result),
 the collapse monitor in :mod:`~dinosal.train.monitor`, the data order in
-:mod:`~dinosal.train.sampling` and the update pieces in
-:mod:`~dinosal.train.updates`; this module re-exports their public names.
+:mod:`~dinosal.train.sampling`, the update pieces in
+:mod:`~dinosal.train.updates` and the process and run-folder pieces it shares
+with the transfer trainer in :mod:`~dinosal.train.runtime`; this module
+re-exports their public names.
 The command line (``python -m dinosal.train``, also under ``torchrun``) is
 :mod:`dinosal.cli`: it resolves a zoo recipe, and the trainer knows nothing
 of the zoo.
@@ -55,9 +57,6 @@ of the zoo.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +71,12 @@ from torch.utils.data import DataLoader
 from ..data.multicrop import MultiCropAugmentation
 from ..losses import DINOLoss, koleo_loss, teacher_temp_schedule
 from ..models import DINOHead, MultiCropWrapper, create_vit
-from ..runs import atomic_torch_save, atomic_write_text
+from ..runs import atomic_torch_save
 from ..schedules import Schedules, dino_schedules
 from .dino_config import RUN_CONTROL_FIELDS, CollapseConfig, DinoConfig, config_help, result_config
 from .monitor import CollapseEvent, CollapseMonitor, NonFiniteLossError, TeacherCollapseError
+from .runtime import RUN_MARKER, SNAPSHOT_DIR, Dist, autocast, claim_run_dir, rng_state, set_rng_state
+from .runtime import setup_distributed, snapshot_path, write_log_csv
 from .sampling import AugmentedDataset, StepSampler
 from .updates import cancel_last_layer_grads, clip_gradients_per_tensor, ema_update, param_groups
 
@@ -109,39 +110,19 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pth"
 LOG_CSV = "log.csv"
-RUN_MARKER = ".dinosal-run"
-"""Marker file :func:`train_dino` writes into its ``run_dir``: a folder it may
-write ``log.csv`` into even when no checkpoint is there yet."""
 _CHECKPOINT_KEYS = ("student", "teacher", "optimizer", "dino_loss", "step", "steps_per_epoch", "world_size",
                     "config", "log", "monitor", "rng")
 
 
 # --------------------------------------------------------------------------
-# Distributed
+# Distributed (the pieces live in dinosal.train.runtime)
 # --------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class _Dist:
-    rank: int
-    world: int
-    device: torch.device
+_Dist = Dist
 
 
-def _setup_distributed(device_pref: str) -> _Dist:
-    cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
-    if device_pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("DinoConfig.device='cuda' but no GPU is available")
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    if dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        if cuda:
-            torch.cuda.set_device(local)
-        device = torch.device(f"cuda:{local}" if cuda else "cpu")
-        return _Dist(rank, world, device)
-    return _Dist(0, 1, torch.device("cuda" if cuda else "cpu"))
+def _setup_distributed(device_pref: str) -> Dist:
+    return setup_distributed(device_pref, where="DinoConfig.device")
 
 
 # --------------------------------------------------------------------------
@@ -210,9 +191,7 @@ class DinoTrainer:
 
     # ---- one iteration
     def _autocast(self):
-        amp = self.cfg.amp
-        enabled = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        return autocast(self.device, self.cfg.amp)
 
     def train_step(self, crops: Sequence[torch.Tensor]) -> dict:
         """One DINO iteration at ``self.step``; returns the log row (also
@@ -295,9 +274,6 @@ class DinoTrainer:
     def state_dict(self) -> dict:
         """Checkpoint in the official layout (``student``/``teacher`` with
         ``backbone.``/``head.`` keys) plus what resuming needs."""
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "student": self.student.state_dict(),
             "teacher": self.teacher.state_dict(),
@@ -310,7 +286,7 @@ class DinoTrainer:
             "config": result_config(self.cfg),
             "log": self.log,
             "monitor": self.monitor.state_dict(),
-            "rng": rng,
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, ckpt: dict) -> None:
@@ -328,9 +304,7 @@ class DinoTrainer:
         self.step = int(ckpt["step"])
         self.log = list(ckpt["log"])
         self.monitor.load_state_dict(ckpt["monitor"])
-        torch.set_rng_state(ckpt["rng"]["cpu"])
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        set_rng_state(ckpt["rng"])
 
 
 # --------------------------------------------------------------------------
@@ -363,32 +337,11 @@ class DinoResult:
         return pd.DataFrame(self.log)
 
 
-def write_log_csv(log: list[dict], path) -> None:
-    """The per-step log as CSV (atomic)."""
-    if not log:
-        return
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(log[0]))
-    writer.writeheader()
-    writer.writerows(log)
-    atomic_write_text(path, buf.getvalue())
-
-
 def _save(trainer: DinoTrainer, run_dir: Optional[Path]) -> None:
     if run_dir is None or trainer.dist.rank != 0:
         return
     atomic_torch_save(trainer.state_dict(), run_dir / CHECKPOINT)
     write_log_csv(trainer.log, run_dir / LOG_CSV)
-
-
-SNAPSHOT_DIR = "snapshots"
-
-
-def snapshot_path(run_dir, step: int) -> Path:
-    """Where :func:`train_dino` keeps the teacher's weights after ``step`` steps."""
-    return Path(run_dir) / SNAPSHOT_DIR / f"step_{step:06d}.pth"
 
 
 def _snapshot(trainer: "DinoTrainer", run_dir, rank: int) -> None:
@@ -403,47 +356,10 @@ def _snapshot(trainer: "DinoTrainer", run_dir, rank: int) -> None:
                            "step": trainer.step}, path)
 
 
-def _run_marked(run_dir: Path) -> bool:
-    marker = run_dir / RUN_MARKER
-    if marker.is_symlink() or not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text()).get("written_by") == f"{__name__}.train_dino"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def _claim_run_dir(run_dir: Path, info) -> Optional[dict]:
-    """Check that ``run_dir`` holds nothing :func:`train_dino` would replace
-    without having written it, then mark it (rank 0); returns the checkpoint
-    to resume from, or None. Raises as :func:`train_dino` documents."""
-    ckpt_path, log_path = run_dir / CHECKPOINT, run_dir / LOG_CSV
-    for p in (ckpt_path, log_path):
-        if p.is_symlink() or (p.exists() and not p.is_file()):
-            raise FileExistsError(f"{p}: a link or a folder, not a file of a dinosal run; nothing was changed. "
-                                  "Choose another run_dir.")
-    ckpt = None
-    if ckpt_path.exists():
-        try:
-            ckpt = torch.load(ckpt_path, map_location=info.device, weights_only=True)
-        except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
-            ckpt = None
-        if not (isinstance(ckpt, dict) and all(k in ckpt for k in _CHECKPOINT_KEYS)):
-            raise ValueError(f"{ckpt_path}: not a checkpoint written by dinosal's train_dino, so it is neither "
-                             "resumed nor overwritten; nothing was changed. Choose another run_dir (official "
-                             "DINO weights load with dinosal.models.load_dino_backbone).")
-    elif log_path.exists() and not _run_marked(run_dir):
-        raise FileExistsError(f"{log_path}: not written by a dinosal run (no checkpoint and no {RUN_MARKER} "
-                              "marker beside it); nothing was changed. Choose another run_dir.")
-    if info.rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not _run_marked(run_dir):
-            from .. import __version__
-
-            atomic_write_text(run_dir / RUN_MARKER, json.dumps({
-                "written_by": f"{__name__}.train_dino", "dinosal_version": __version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
-    return ckpt
+    """:func:`~dinosal.train.runtime.claim_run_dir` for :func:`train_dino`. Raises as :func:`train_dino` documents."""
+    return claim_run_dir(run_dir, info, writer=f"{__name__}.train_dino", checkpoint=CHECKPOINT, log=LOG_CSV,
+                         keys=_CHECKPOINT_KEYS, hint=" (official DINO weights load with dinosal.models.load_dino_backbone)")
 
 
 def training_loader(cfg: DinoConfig, dataset, start_step: int, end_step: int, transform=None,

@@ -1,4 +1,4 @@
-"""The data order of a DINO run: step-indexed sampling and per-sample seeded augmentation.
+"""The data order of a run (DINO or transfer): step-indexed sampling and per-sample seeded augmentation.
 
 :class:`StepSampler` makes the data seen at a step a function of the step
 alone (one seeded permutation per pass, each rank a contiguous share of every
@@ -66,10 +66,14 @@ def _image_of(item):
 class AugmentedDataset(Dataset):
     """Wraps an image dataset for :class:`StepSampler` keys: item
     ``(index, seed)`` -> ``transform(image)`` with torch's RNG seeded by
-    ``seed`` (inside ``fork_rng``, so the caller's RNG is untouched)."""
+    ``seed`` (inside ``fork_rng``, so the caller's RNG is untouched).
 
-    def __init__(self, base, transform) -> None:
-        self.base, self.transform = base, transform
+    ``whole_item=True`` hands the transform the dataset item itself (a
+    :class:`~dinosal.data.sample.Sample` with its boxes and labels, as the
+    transfer trainer needs) instead of its image."""
+
+    def __init__(self, base, transform, whole_item: bool = False) -> None:
+        self.base, self.transform, self.whole_item = base, transform, bool(whole_item)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -83,7 +87,8 @@ class AugmentedDataset(Dataset):
             torch.set_num_threads(1)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return self.transform(_image_of(self.base[index]))
+                item = self.base[index]
+                return self.transform(item if self.whole_item else _image_of(item))
         finally:
             torch.set_num_threads(threads)
 

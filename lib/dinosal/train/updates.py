@@ -1,12 +1,20 @@
-"""The parameter-update pieces of a DINO step, each tested on its own: AdamW groups, per-tensor
-gradient clipping, the last-layer freeze and the teacher's EMA."""
+"""The parameter-update pieces of a training step, each tested on its own: AdamW groups (and their
+split by learning-rate scale, for layer-wise decay when fine-tuning), per-tensor gradient clipping,
+the last-layer freeze and the teacher's EMA."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-__all__ = ["param_groups", "clip_gradients_per_tensor", "cancel_last_layer_grads", "ema_update"]
+__all__ = ["param_groups", "scaled_param_groups", "vit_layer_id", "clip_gradients_per_tensor",
+           "cancel_last_layer_grads", "ema_update"]
+
+
+def _decays(name: str, p: torch.Tensor) -> bool:
+    return not (name.endswith(".bias") or p.ndim == 1)
 
 
 def param_groups(model: nn.Module) -> list[dict]:
@@ -17,8 +25,47 @@ def param_groups(model: nn.Module) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (not_reg if name.endswith(".bias") or p.ndim == 1 else reg).append(p)
+        (reg if _decays(name, p) else not_reg).append(p)
     return [{"params": reg}, {"params": not_reg, "weight_decay": 0.0}]
+
+
+def vit_layer_id(name: str, depth: int) -> int:
+    """Depth of a ViT parameter for layer-wise lr decay: 0 for what comes
+    before the blocks (``cls_token``, ``reg_token``, ``pos_embed``,
+    ``patch_embed.*``), ``i + 1`` for ``blocks.<i>.*``, ``depth + 1`` for the
+    rest (the final norm, a head). ``name`` may carry prefixes such as
+    ``backbone.`` (the part from ``blocks.``/``patch_embed``/... on counts).
+    The rule of BEiT (Bao et al. 2021) and ELECTRA (Clark et al. 2020);
+    DINO itself does not use layer-wise decay."""
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if part == "blocks" and i + 1 < len(parts) and parts[i + 1].isdigit():
+            return int(parts[i + 1]) + 1
+        if part in ("cls_token", "reg_token", "pos_embed", "patch_embed", "mask_token"):
+            return 0
+    return depth + 1
+
+
+def scaled_param_groups(model: nn.Module, lr_scale: Callable[[str], float]) -> list[dict]:
+    """Optimizer groups split by weight decay (as :func:`param_groups`: none on
+    biases and 1-D parameters) and by ``lr_scale(name)``, a factor on the
+    scheduled lr. Each group carries two extra entries the training step
+    reads: ``"lr_scale"`` (float) and ``"apply_wd"`` (bool: gets the scheduled
+    weight decay, else 0). Frozen parameters are left out; groups come in the
+    order of the first parameter that opens them. Raises ``ValueError``
+    naming the parameter whose scale is negative or not finite."""
+    groups: dict[tuple[bool, float], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = float(lr_scale(name))
+        if not (scale >= 0 and scale < float("inf")):
+            raise ValueError(f"scaled_param_groups: lr_scale({name!r}) = {scale}; it must be finite and >= 0")
+        key = (_decays(name, p), scale)
+        if key not in groups:
+            groups[key] = {"params": [], "lr_scale": scale, "apply_wd": key[0]}
+        groups[key]["params"].append(p)
+    return list(groups.values())
 
 
 @torch.no_grad()
