@@ -46,14 +46,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dinosal import knn, zoo
+from dinosal import knn, runs, zoo
 from dinosal.baselines import baseline_corlocs
 from dinosal.data.multicrop import MultiCropAugmentation
 from dinosal.features import prepare, to_batch
 from dinosal.localisation import localisation_scores
 from dinosal.models import DINOHead, create_vit
 from dinosal.profiles import DINO_RECIPES, DinoRecipe
-from dinosal.train.dino import CollapseConfig
+from dinosal.train.dino import CollapseConfig, train_dino
 
 # Colour made useless for telling two views apart: DINO's own jitter (hue included) and grayscale in half the views.
 _COLOUR = dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, grayscale_p=0.5)
@@ -68,6 +68,11 @@ LEVERS: dict[str, dict] = {
     "colour_koleo": dict(crops=_COLOUR, train=dict(koleo_weight=0.5)),
     # colour_t02 collapsed to uniform outputs at ~1,600 steps: KoLeo 0.5 (against constant features) on top
     "colour_t02_koleo": dict(crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02, koleo_weight=0.5)),
+    # a two-stage curriculum: start from today's dino_world (1,500 steps of weak augmentation), then colour_t02
+    "warm_colour_t02": dict(init="dino_world", crops=_COLOUR,
+                            train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
+    # the same curriculum with the teacher temperature of the first stage (0.04)
+    "warm_colour": dict(init="dino_world", crops=_COLOUR),
     # colour_t02 with DINO's own grayscale probability (0.2 instead of 0.5)
     "colour_mild_t02": dict(crops={**_COLOUR, "grayscale_p": 0.2},
                             train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
@@ -166,12 +171,28 @@ def write_rows(out: str, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def _unfinished(path: Path, spec) -> bool:
+    ckpt = torch.load(path / "checkpoint.pth", map_location="cpu", weights_only=True)
+    return int(ckpt["step"]) < spec.dino.epochs * spec.dino.steps_per_epoch
+
+
 def run_lever(args) -> list[dict]:
     if args.zoo:  # a zoo model's own snapshots (released or cached), e.g. today's dino_world
         spec = zoo.train_spec(zoo.recipe(args.zoo, "cpu"))
         t0 = time.time()
         path, _ = zoo.resolve(spec)
         args.lever = f"zoo:{args.zoo}"
+    elif "init" in LEVERS[args.lever]:  # a warm start: trained here, keyed by the recipe and the parent's key
+        spec = lever_spec(args.lever, args.steps, args.every, args.seed, args.threads)
+        parent = zoo.train_spec(zoo.recipe(LEVERS[args.lever]["init"], "cpu"))
+        key = runs.config_key("lever", {"spec": zoo.model_key(spec), "init": zoo.model_key(parent)})
+        path = runs.cache_root() / "levers" / key
+        print("key", key, "from", zoo.model_key(parent), flush=True)
+        t0 = time.time()
+        if not (path / "log.csv").is_file() or (path / "checkpoint.pth").is_file() and _unfinished(path, spec):
+            init, _ = zoo.get(LEVERS[args.lever]["init"], "cpu")
+            train_dino(spec.dino, zoo.training_set(spec), run_dir=path,
+                       init_backbone={k: v.float() for k, v in init.state_dict().items()})
     else:
         spec = lever_spec(args.lever, args.steps, args.every, args.seed, args.threads)
         print("key", zoo.model_key(spec), flush=True)

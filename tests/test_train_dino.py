@@ -333,3 +333,20 @@ def test_foreach_clip_and_ema_are_bit_identical_to_the_loops():
     ema_update(ta, s, 0.996)
     ema_update(tb, s, 0.996, foreach=True)
     assert all(torch.equal(x, y) for x, y in zip(ta.parameters(), tb.parameters()))
+
+
+def test_warm_start_begins_student_and_teacher_at_the_given_backbone(tmp_path):
+    from dinosal.models import create_vit
+
+    cfg = tiny_config(snapshot_steps=(0,), stop_at_step=1)
+    torch.manual_seed(123)
+    d = cfg
+    other = create_vit(d.arch, patch=d.patch, img_size=d.img_size, pos_interp=d.pos_interp).state_dict()
+    train_dino(cfg, tiny_data(), run_dir=tmp_path / "warm", init_backbone=other)
+    start, _ = load_dino_backbone(tmp_path / "warm" / "snapshots" / "step_000000.pth")
+    assert all(torch.equal(v, other[k]) for k, v in start.state_dict().items())
+    train_dino(cfg, tiny_data(), run_dir=tmp_path / "cold")
+    cold, _ = load_dino_backbone(tmp_path / "cold" / "snapshots" / "step_000000.pth")
+    assert not torch.equal(cold.pos_embed, other["pos_embed"])
+    with pytest.raises(RuntimeError):
+        train_dino(cfg, tiny_data(), run_dir=tmp_path / "bad", init_backbone={"nope": torch.zeros(1)})

@@ -379,7 +379,8 @@ def training_loader(cfg: DinoConfig, dataset, start_step: int, end_step: int, tr
     )
 
 
-def train_dino(cfg: DinoConfig, dataset, run_dir=None, transform=None) -> DinoResult:
+def train_dino(cfg: DinoConfig, dataset, run_dir=None, transform=None,
+               init_backbone: Optional[dict] = None) -> DinoResult:
     """Train DINO on ``dataset`` (items: ``Sample``, ``(image, ...)`` tuples or
     images; uint8 ``(H, W, 3)`` arrays, PIL images or ``(3, H, W)`` tensors).
 
@@ -392,21 +393,30 @@ def train_dino(cfg: DinoConfig, dataset, run_dir=None, transform=None) -> DinoRe
     no checkpoint, raises ``FileExistsError``; nothing on disk changes then.
     ``transform`` defaults to ``MultiCropAugmentation(cfg.crops)``. Under
     torchrun every process calls this with the same arguments.
+
+    ``init_backbone``: a warm start -- the state dict of a backbone of this
+    config's architecture that the student and the teacher both start from
+    (their heads start fresh). A resumed run takes its weights from the
+    checkpoint instead. What the run started from is the caller's to record
+    (the zoo keys it); a mismatched state dict raises ``RuntimeError``.
     """
     t_start = time.perf_counter()
     threads_before = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(cfg, dataset, run_dir, transform, t_start)
+        return _train(cfg, dataset, run_dir, transform, t_start, init_backbone)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float) -> DinoResult:
+def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float, init_backbone=None) -> DinoResult:
     info = _setup_distributed(cfg.device)
     spe = cfg.steps_per_epoch or len(dataset) // (cfg.batch_size * info.world)
     trainer = DinoTrainer(cfg, spe, info)
+    if init_backbone is not None:
+        trainer.student.backbone.load_state_dict(init_backbone)
+        trainer.teacher.load_state_dict(trainer.student.state_dict())
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         ckpt = _claim_run_dir(run_dir, info)
