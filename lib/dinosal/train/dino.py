@@ -204,9 +204,12 @@ class DinoTrainer:
             raise RuntimeError("DinoTrainer.train_step needs autograd, which torch.inference_mode() disables; "
                                "call it outside the inference_mode block")
         with torch.enable_grad():
-            return self._train_step(crops)
+            return self.iteration(crops)
 
-    def _train_step(self, crops: Sequence[torch.Tensor]) -> dict:
+    def iteration(self, crops: Sequence[torch.Tensor]) -> dict:
+        """The body of :meth:`train_step` (call that: it switches autograd on
+        and checks the mode): schedules, forward passes, loss, center,
+        last-layer freeze, clipping, AdamW, EMA, log row."""
         cfg, it = self.cfg, self.step
         t0 = time.perf_counter()
         epoch = it // self.steps_per_epoch
@@ -225,15 +228,18 @@ class DinoTrainer:
         loss = out.loss
         koleo = torch.zeros((), device=self.device)
         if cfg.koleo_weight > 0:
-            koleo = sum(koleo_loss(c) for c in feats.float().chunk(cfg.n_crops)[: cfg.crops.n_global]) / cfg.crops.n_global
+            globals_ = feats.float().chunk(cfg.n_crops)[: cfg.crops.n_global]
+            koleo = sum(koleo_loss(c) for c in globals_) / cfg.crops.n_global
             loss = loss + cfg.koleo_weight * koleo
         if not torch.isfinite(loss.detach()):
-            raise NonFiniteLossError(f"DINO loss is {loss.item()} at step {it} (epoch {epoch}); stopping")
+            raise NonFiniteLossError(
+                f"DINO loss is {loss.item()} at step {it} (epoch {epoch}); stopping")
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad > 0:
-            clip_gradients_per_tensor(self.student, cfg.clip_grad, foreach=self._foreach)
+            clip_gradients_per_tensor(self.student, cfg.clip_grad,
+                                      foreach=self._foreach)
         cancel_last_layer_grads(self.student, epoch, cfg.freeze_last_layer)
         self.optimizer.step()
 
@@ -247,7 +253,8 @@ class DinoTrainer:
             momentum = 1.0
 
         stats = torch.tensor(
-            [out.loss.item(), koleo.item(), out.teacher_entropy, out.teacher_marginal_entropy, out.kl, out.teacher_max_prob],
+            [out.loss.item(), koleo.item(), out.teacher_entropy,
+             out.teacher_marginal_entropy, out.kl, out.teacher_max_prob],
             dtype=torch.float64,
         )
         if self.dist.world > 1:
@@ -256,13 +263,15 @@ class DinoTrainer:
             stats = (stats / self.dist.world).cpu()
         s = stats.tolist()
         row = {
-            "step": it, "epoch": epoch, "loss": s[0], "koleo": s[1], "teacher_entropy": s[2],
-            "teacher_marginal_entropy": s[3], "kl": s[4], "teacher_max_prob": s[5],
-            "lr": lr, "wd": wd, "momentum": momentum, "teacher_temp": out.teacher_temp,
+            "step": it, "epoch": epoch, "loss": s[0], "koleo": s[1],
+            "teacher_entropy": s[2], "teacher_marginal_entropy": s[3], "kl": s[4],
+            "teacher_max_prob": s[5], "lr": lr, "wd": wd, "momentum": momentum,
+            "teacher_temp": out.teacher_temp,
             "step_seconds": time.perf_counter() - t0, "collapse": "",
         }
         self.step += 1
-        event = self.monitor.update(it, row["teacher_entropy"], row["teacher_marginal_entropy"])
+        event = self.monitor.update(it, row["teacher_entropy"],
+                                    row["teacher_marginal_entropy"])
         if event is not None:
             row["collapse"] = event.kind
         self.log.append(row)
