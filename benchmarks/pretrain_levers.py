@@ -171,6 +171,14 @@ def write_rows(out: str, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+@dataclasses.dataclass(frozen=True)
+class WarmStart:
+    """The identity of a warm-started lever run: its recipe's key and its parent's."""
+
+    recipe_key: str
+    parent_key: str
+
+
 def _unfinished(path: Path, spec) -> bool:
     ckpt = torch.load(path / "checkpoint.pth", map_location="cpu", weights_only=True)
     return int(ckpt["step"]) < spec.dino.epochs * spec.dino.steps_per_epoch
@@ -185,7 +193,7 @@ def run_lever(args) -> list[dict]:
     elif "init" in LEVERS[args.lever]:  # a warm start: trained here, keyed by the recipe and the parent's key
         spec = lever_spec(args.lever, args.steps, args.every, args.seed, args.threads)
         parent = zoo.train_spec(zoo.recipe(LEVERS[args.lever]["init"], "cpu"))
-        key = runs.config_key("lever", {"spec": zoo.model_key(spec), "init": zoo.model_key(parent)})
+        key = runs.config_key("lever", WarmStart(zoo.model_key(spec), zoo.model_key(parent)))
         path = runs.cache_root() / "levers" / key
         print("key", key, "from", zoo.model_key(parent), flush=True)
         t0 = time.time()

@@ -9,7 +9,11 @@ floor holds what its siblings stand on.
 * floor 4 -- ``cli`` (``python -m dinosal.train``, ``python -m
   dinosal.cli weights|release|verify``) | ``widgets`` (the explorer) |
   ``chapter`` (what every chapter notebook sets up);
-* floor 3 -- ``zoo`` (named models, resolved from the run cache, then the
+* floor 3 -- ``transfers`` (named transfer models, ``<parent>__<task>``:
+  a zoo model fine-tuned or probed on a task, resolved like the zoo's; the
+  validation grid of a task) over ``transfer_sets`` (the tasks' training,
+  validation and test sets; the pre-registered images and regions) over
+  ``zoo`` (named models, resolved from the run cache, then the
   repository's released checkpoints, then training; the catalogue of what
   a profile trains), standing on ``release`` (``weights/``: export,
   verify, materialise, load);

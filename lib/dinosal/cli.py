@@ -25,7 +25,12 @@ checkpoints (:mod:`dinosal.release`):
   (``make release``): write ``weights/<name>/`` and the manifest from the
   run cache;
 * ``verify [--profile P]``: check the sha256 of every released file (exit 1
-  on a mismatch).
+  on a mismatch);
+* ``transfers [--profile cpu] [--names ...] [--seeds 0 1] [--parent-seeds ...]
+  [--select] [--no-probes]``: train (or find) the transfer models of
+  :mod:`dinosal.transfers` into the run cache, so that the transfer chapter
+  finds them; ``--select`` first runs each task's validation grid and trains
+  with its winners (as the chapter's ``select``).
 
 The models a profile releases come from ``dinosal.zoo.catalogue(profile) ->
 list[tuple[str, TrainSpec]]`` (name, training spec). Held-out metrics come
@@ -217,14 +222,45 @@ def _verify(args) -> int:
     return 1 if bad else 0
 
 
+def _transfers(args) -> int:
+    import itertools
+
+    from tqdm.auto import tqdm
+
+    from . import transfers
+
+    every = transfers.names(args.profile)
+    names = args.names or transfers.names(args.profile, probes=not args.no_probes)
+    unknown = sorted(set(names) - set(every))
+    if unknown:
+        raise _CliError(f"profile {args.profile!r} has no transfer {unknown}; it has {every}")
+    chosen = {}
+    for task, mode in dict.fromkeys(transfers.parse(n)[1:] for n in names) if args.select else ():
+        sel = transfers.select(task, args.profile, mode, data_root=args.data_root)
+        chosen[task, mode] = sel.best
+        tqdm.write(f"{task} ({mode}): the validation grid chose {sel.best} by {sel.metric}")
+    todo = list(itertools.product(names, args.parent_seeds or [None], args.seeds))
+    for name, ps, seed in tqdm(todo, desc=f"transfers of {args.profile}", unit="run"):
+        _, task, mode = transfers.parse(name)
+        s = transfers.spec(name, args.profile, parent_seed=ps, seed=seed, data_root=args.data_root,
+                           threads=args.threads, **chosen.get((task, mode), {}))
+        path, source = transfers.resolve(s)
+        val = runs.read_manifest(path).get("metrics", {}).get("validation", {})
+        tqdm.write(f"{name} (parent seed {'recipe' if ps is None else ps}, seed {seed}): {source} ({path.name}); "
+                   f"validation mAP {val.get('map')}, top-1 {val.get('top1')}")
+    return 0
+
+
 def release_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m dinosal.cli {weights,release,verify}``: the released checkpoints (see the module doc).
+    """``python -m dinosal.cli {weights,release,verify,transfers}``: the released checkpoints and the
+    transfer models (see the module doc).
 
     Returns the exit status: 0 on success, 1 when verification fails or a
     command stops with an error (printed to stderr, naming the file or model).
     """
     ap = argparse.ArgumentParser(prog=RELEASE_PROG, description="The released checkpoints under weights/: "
-                                 "retrain them (weights), write them from the run cache (release), check them (verify).")
+                                 "retrain them (weights), write them from the run cache (release), check them (verify); "
+                                 "the transfer models into the run cache (transfers).")
     sub = ap.add_subparsers(dest="command", required=True)
     w = sub.add_parser("weights", help="train the released models into the run cache, compare held-out metrics")
     w.add_argument("--force", action="store_true", help="retrain models the run cache already holds, too")
@@ -240,9 +276,21 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
         p.add_argument("--names", nargs="*", help="only these models (default: every model of the catalogue)")
     v = sub.add_parser("verify", help="check the sha256 of every released file")
     v.add_argument("--profile", default=None, help="only the entries of this profile")
+    t = sub.add_parser("transfers", help="train (or find) the transfer models into the run cache")
+    t.add_argument("--profile", default="cpu", help="profile whose transfers are trained (default: cpu)")
+    t.add_argument("--names", nargs="*", help="only these transfers (default: every arm, and its probe)")
+    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="transfer seeds (default: 0 1)")
+    t.add_argument("--parent-seeds", nargs="*", type=int, default=None,
+                   help="pretraining seeds of the parents (default: each recipe's own)")
+    t.add_argument("--select", action="store_true", help="run each task's validation grid first, train with its winners")
+    t.add_argument("--no-probes", action="store_true", help="fine-tunes only")
+    t.add_argument("--data-root", default=None, help="paper: the folder holding bdd100k/ and stanford_cars/")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch threads of each run (run control, no key change; 1 on a busy small CPU)")
     args = ap.parse_args(argv)
     try:
-        return {"weights": _weights, "release": _release, "verify": _verify}[args.command](args)
+        return {"weights": _weights, "release": _release, "verify": _verify,
+                "transfers": _transfers}[args.command](args)
     except (_CliError, release.ReleaseIntegrityError, FileExistsError, FileNotFoundError) as err:
         print(f"{RELEASE_PROG} {args.command}: error: {err}", file=sys.stderr)
         return 1

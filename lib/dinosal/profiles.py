@@ -15,7 +15,10 @@ Add a chapter by writing its dataclass and table and one entry of
 :data:`CHAPTERS`.
 
 The DINO models of the study (the zoo's recipes) are here too:
-:data:`DINO_RECIPES` of :class:`DinoRecipe`.
+:data:`DINO_RECIPES` of :class:`DinoRecipe`; and the classifier transfers
+(:mod:`dinosal.transfers`): :data:`TRANSFER_TASKS` of :class:`TransferTask`
+(data roles, recipes, validation grids) and :data:`TRANSFER_ARMS` (which
+parent is transferred to which task).
 """
 
 from __future__ import annotations
@@ -329,6 +332,210 @@ SALIENCY_TABLE: dict[str, dict] = {
 
 
 # --------------------------------------------------------------------------
+# Classifier transfer (the paper's experiment): the tasks, their data roles
+# and recipes, and the arms (parent zoo model x task) each profile trains.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransferTask:
+    """One classification task a zoo model is transferred to (:mod:`dinosal.transfers`).
+
+    loss: ``"bce"`` (one sigmoid + binary cross-entropy per class on the
+        multi-hot labels of the classes present) or ``"ce"`` (one class per
+        image).
+    data: ``"driving"`` -- DrivingScenes with ``data_config``, which is the
+        exact generator configuration the profile's ``dino_driving`` was
+        trained on (every field but ``length``; tests/test_transfers.py pins
+        it), so its training images are the first ``n_train`` images DINO saw
+        (the BDD100K role); ``"vehicles"`` -- SingleVehicles, one vehicle
+        type per image (the Stanford Cars role); ``"bdd100k"`` /
+        ``"stanford_cars"`` (paper) -- the real data through
+        :func:`dinosal.data.readers.read_bdd100k` /
+        :func:`~dinosal.data.readers.read_stanford_cars`, with ``data_config``
+        naming the files under the data root (``$DINOSAL_DATA`` or the
+        chapter's ``data_root``).
+    n_train: training images: items ``0 .. n_train-1`` of the generator, or
+        the first ``n_train`` of the training file after its last ``n_val``
+        items are held out (real data).
+    n_val: validation images (every choice: the lr / steps grid). Synthetic:
+        the first ``n_val`` with an object of the validation split (dataset
+        seed + 1000); real data: the last ``n_val`` items of the training file.
+    img_size: side of the network input (training crops and evaluation resize), px.
+    finetune, probe: :class:`~dinosal.train.transfer_config.TransferConfig`
+        fields of each mode (over :meth:`TransferConfig.recipe`): batch,
+        steps (``epochs * steps_per_epoch``), learning rates, snapshots.
+    grid: ``{mode: {"lr": (...), "epochs": (...)}}``, the validation grid of
+        :func:`dinosal.transfers.select` (at most 3 learning rates x 2 step
+        counts, book/preregistration.md); ranked by mAP (bce) or top-1 (ce).
+    select_parent: the zoo model the grid is run from; its winner serves every
+        parent of the task, so the arms differ only in their parent.
+    """
+
+    loss: str
+    data: str
+    data_config: dict
+    n_train: int
+    n_val: int
+    img_size: int
+    finetune: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    select_parent: str = "dino_world"
+
+
+# smoke: the tiny network at 32 px, four steps: the code path only.
+_SMOKE_FINETUNE = dict(batch_size=8, epochs=2, steps_per_epoch=2, warmup_epochs=0, lr=4e-3, drop_path=0.0,
+                       snapshot_steps=(0, 2, 4), eval_batch_size=32)
+_SMOKE_PROBE = dict(batch_size=8, epochs=2, steps_per_epoch=2, lr=1.0, augment=False, precompute_features=True,
+                    eval_batch_size=32)
+_SMOKE_GRID = {"finetune": {"lr": (1e-3, 4e-3), "epochs": (2,)}, "probe": {"lr": (0.1, 1.0), "epochs": (2,)}}
+# cpu: the zoo's cpu network (width 128, 4 blocks, patch 8) at its 64 px. A fine-tune step at batch 32
+# took 0.15-0.18 s with one torch thread while both cores were busy with other trainings (0.37 s at
+# batch 64), so 800 steps take 2-2.5 minutes, under 3 on two idle cores; the first run of a task also
+# draws its training set once (4000 driving scenes, ~40 s; cached for every later run). The probe
+# trains its head on features computed once (seconds). Fine-tune: DeiT's AdamW
+# recipe with one warmup epoch of 100 steps; lr per 256 images (x 32/256 at batch 32). The grid
+# spans what fine-tuning a pretrained net (low) and training from random init (high) want.
+_CPU_FINETUNE = dict(batch_size=32, epochs=8, steps_per_epoch=100, warmup_epochs=1, lr=4e-3, min_lr=1e-6,
+                     weight_decay=0.05, drop_path=0.1, snapshot_steps=(0, 50, 200, 400, 800), eval_batch_size=64)
+_CPU_PROBE = dict(batch_size=64, epochs=8, steps_per_epoch=100, lr=1.0, augment=False, precompute_features=True,
+                  eval_batch_size=64)
+_CPU_GRID = {"finetune": {"lr": (1e-3, 4e-3, 1.6e-2), "epochs": (4, 8)},
+             "probe": {"lr": (0.1, 1.0, 4.0), "epochs": (4, 8)}}
+# paper: ViT-S/8 at 224 px on one GPU; DeiT's fine-tune (lr 5e-4 at batch 512 = 2.5e-4 per 256) and
+# eval_linear's probe (SGD, lr 0.001 per 256, 100 epochs of one pass; here step-based).
+_PAPER_FINETUNE = dict(batch_size=64, epochs=30, steps_per_epoch=500, warmup_epochs=3, lr=2.5e-4, min_lr=1e-6,
+                       weight_decay=0.05, drop_path=0.1, layer_decay=0.75, num_workers=8,
+                       snapshot_steps=(0, 500, 2000, 5000, 15000), checkpoint_every=1000)
+_PAPER_PROBE = dict(batch_size=128, epochs=100, steps_per_epoch=200, lr=1e-3, num_workers=8, checkpoint_every=2000)
+_PAPER_GRID = {"finetune": {"lr": (1e-4, 2.5e-4, 5e-4), "epochs": (15, 30)},
+               "probe": {"lr": (1e-3, 1e-2, 1e-1), "epochs": (50, 100)}}
+
+TRANSFER_TASKS: dict[str, dict[str, TransferTask]] = {
+    "smoke": {
+        "bce_driving": TransferTask("bce", "driving", dict(size=32, seed=0), n_train=32, n_val=16, img_size=32,
+                                    finetune=_SMOKE_FINETUNE, probe=_SMOKE_PROBE, grid=_SMOKE_GRID),
+        "ce_vehicles": TransferTask("ce", "vehicles", dict(size=32, seed=0), n_train=32, n_val=16, img_size=32,
+                                    finetune=_SMOKE_FINETUNE, probe=_SMOKE_PROBE, grid=_SMOKE_GRID),
+    },
+    "cpu": {
+        "bce_driving": TransferTask("bce", "driving", _CPU_DRIVING, n_train=4000, n_val=500, img_size=64,
+                                    finetune=_CPU_FINETUNE, probe=_CPU_PROBE, grid=_CPU_GRID),
+        "ce_vehicles": TransferTask("ce", "vehicles", dict(size=64, seed=0), n_train=4000, n_val=500, img_size=64,
+                                    finetune=_CPU_FINETUNE, probe=_CPU_PROBE, grid=_CPU_GRID),
+    },
+    "paper": {
+        # BDD100K detection labels (det_20; the 2018 bdd100k_labels_images_*.json read the same way): the
+        # classes present in a frame as its multi-hot label. BDD100K's test labels are not public, so the
+        # claims' test set is the official val split and validation is held out of train.
+        "bce_driving": TransferTask(
+            "bce", "bdd100k", dict(labels="bdd100k/labels/det_20/det_train.json", images="bdd100k/images/100k/train",
+                                   test_labels="bdd100k/labels/det_20/det_val.json",
+                                   test_images="bdd100k/images/100k/val"),
+            n_train=60_000, n_val=5_000, img_size=224, finetune=_PAPER_FINETUNE, probe=_PAPER_PROBE, grid=_PAPER_GRID,
+            select_parent="dino_official"),
+        # Stanford Cars through the devkit's .mat files (196 car models, one per image).
+        "ce_vehicles": TransferTask(
+            "ce", "stanford_cars", dict(annos="stanford_cars/devkit/cars_train_annos.mat",
+                                        meta="stanford_cars/devkit/cars_meta.mat", images="stanford_cars/cars_train",
+                                        test_annos="stanford_cars/devkit/cars_test_annos_withlabels.mat",
+                                        test_images="stanford_cars/cars_test"),
+            n_train=7_144, n_val=1_000, img_size=224, finetune=_PAPER_FINETUNE, probe=_PAPER_PROBE, grid=_PAPER_GRID,
+            select_parent="dino_official"),
+    },
+}
+"""Profile -> task name -> :class:`TransferTask`."""
+
+_STUDY_ARMS = (("dino_world", "bce_driving"), ("dino_world", "ce_vehicles"), ("dino_driving", "bce_driving"),
+               ("random", "bce_driving"), ("random", "ce_vehicles"))
+TRANSFER_ARMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "smoke": _STUDY_ARMS,
+    "cpu": _STUDY_ARMS,
+    # the paper's pretrained DINO is the official ViT-S/8 (ImageNet)
+    "paper": (("dino_official", "bce_driving"), ("dino_official", "ce_vehicles"), ("dino_driving", "bce_driving"),
+              ("random", "bce_driving"), ("random", "ce_vehicles")),
+}
+"""Profile -> the arms of the study, ``(parent zoo name, task)``: the paper's two transfers and the controls
+it lacks (random init: supervised from scratch; the from-scratch DINO transferred). Each is trained
+fine-tuned (name ``<parent>__<task>``) and as a linear probe (``<parent>__<task>__probe``)."""
+
+PROBE_SUFFIX = "__probe"
+
+
+def transfer_names(profile: str, probes: bool = True) -> tuple[str, ...]:
+    """The transfer models of ``profile``: ``<parent>__<task>`` for every arm, then (``probes``) the
+    ``__probe`` variants; plain identifiers."""
+    fine = tuple(f"{parent}__{task}" for parent, task in TRANSFER_ARMS[profile])
+    return fine + (tuple(n + PROBE_SUFFIX for n in fine) if probes else ())
+
+
+def _fine_tuned_names(profile: str) -> tuple[str, ...]:
+    return transfer_names(profile, probes=False)
+
+
+# --------------------------------------------------------------------------
+# Chapter "transfer": the arms trained (or found in the run cache), their
+# accuracy, and their saliency maps before and after.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    """Chapter ``transfer``: which arms, seeds and images.
+
+    Every model is a named transfer of :mod:`dinosal.transfers` (recipes:
+    :data:`TRANSFER_TASKS`). Classification is scored on the test split of
+    each task (dataset seed + 3000, book/preregistration.md), maps on the
+    first ``n_eval`` test driving scenes with an object rendered at
+    ``eval_size`` px; the figures show the pre-registered scenes
+    (:func:`dinosal.transfers.preregistered_scenes`).
+    """
+
+    profile: str
+    arms: Optional[list[str]] = param(None, "fine-tuned arms to train and show, <parent>__<task> (None: every arm "
+                                            "of the profile)", choices=_fine_tuned_names)
+    probes: bool = param(True, "also the linear probe of each arm (<arm>__probe)")
+    parent_seeds: Optional[list[int]] = param(None, "pretraining seeds of the parents (None: each recipe's own "
+                                                    "seed; the study: the 3 seeds of the frozen recipe)", min=0)
+    seeds: list[int] = param([0, 1], "transfer seeds (head init, data order, augmentation)", min=0)
+    select: bool = param(False, "run the validation grid (lr x steps, cached) and train with its winners instead "
+                                "of the table's values")
+    n_test: int = param(1000, "test images per task for the accuracy table", min=1)
+    n_eval: int = param(200, "test driving scenes with an object for the maps' mass ratios "
+                             "(pre-registered: 200)", min=1)
+    n_show: int = param(6, "pre-registered scenes in the figures (pre-registered: 6)", min=1)
+    n_strip: int = param(3, "scenes in the fine-tuning strip (at most n_show)", min=1)
+    n_class_maps: int = param(2, "scenes whose class maps are drawn (at most n_show)", min=1)
+    eval_size: int = param(128, "px of the scenes the maps are computed on (pre-registered: 128)",
+                           min=SYNTHETIC_SIZE[0])
+    k: int = param(100, "LOST: lowest-degree patches (clamped to the patch count)", min=1)
+    threads: Optional[int] = param(None, "torch threads (None: torch's default)", min=1)
+    data_root: Optional[str] = param(None, "paper: folder holding bdd100k/ and stanford_cars/ (input only; None: "
+                                           "$DINOSAL_DATA)")
+    out_dir: Optional[str] = param(None, "folder for the chapter's CSV files (None: _build/transfer/<profile> "
+                                         "of the checkout)")
+
+    def __post_init__(self):
+        require(self.n_strip <= self.n_show, "n_strip", self.n_strip, f"at most n_show = {self.n_show}")
+        require(self.n_class_maps <= self.n_show, "n_class_maps", self.n_class_maps,
+                f"at most n_show = {self.n_show}")
+        require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds,
+                "one or more distinct seeds")
+        require(self.arms is None or any(a.endswith("__bce_driving") for a in self.arms), "arms", self.arms,
+                "None, or a list holding a <parent>__bce_driving arm (the maps and the strip are drawn from it)")
+        for p in sorted(_patches(self.profile, None)):
+            require(self.eval_size % p == 0, "eval_size", self.eval_size, f"a multiple of the models' patch ({p} px)")
+
+
+TRANSFER_TABLE: dict[str, dict] = {
+    "smoke": dict(select=True, n_test=24, n_eval=6, n_show=2, n_strip=1, n_class_maps=1, eval_size=48, k=10),
+    "cpu": dict(threads=2),
+    "paper": dict(n_test=8041, n_eval=500, eval_size=480),
+}
+
+
+# --------------------------------------------------------------------------
 # Every chapter: name -> (parameter dataclass, {profile: {field: value}}).
 # --------------------------------------------------------------------------
 
@@ -337,6 +544,7 @@ CHAPTERS: dict[str, tuple[type, dict[str, dict]]] = {
     "training": (TrainingParams, TRAINING_TABLE),
     "theory": (TheoryParams, THEORY_TABLE),
     "saliency": (SaliencyParams, SALIENCY_TABLE),
+    "transfer": (TransferParams, TRANSFER_TABLE),
 }
 """Chapter name -> (its parameter dataclass, its table ``{profile: {field: value}}``);
 :mod:`dinosal.config` checks and resolves them."""

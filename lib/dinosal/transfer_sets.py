@@ -1,0 +1,300 @@
+"""The data of the transfer tasks: training, validation and test sets, and the scenes the maps are drawn on.
+
+A task of :data:`dinosal.profiles.TRANSFER_TASKS` resolves into a
+:class:`TaskData` (what enters a transfer's key). Its sets
+(:func:`task_set`) are sequences of items with ``image``, ``boxes``,
+``labels``, ``multi_hot`` and ``class_names``, as the transfer trainer reads
+them:
+
+* **generated** (``"driving"``: DrivingScenes, ``"vehicles"``:
+  SingleVehicles): ``train`` is items ``0 .. n_train-1`` of the task's
+  generator config, drawn once into a run-cache artifact (kind
+  ``"transfer_data"``: a driving scene takes ~10 ms to draw, a fine-tune
+  reads each many times); ``validation`` and ``test`` are the zoo's splits
+  (:func:`dinosal.zoo.held_out_samples`: dataset seed + 1000 and + 3000,
+  images with an object);
+* **real** (``"bdd100k"``, ``"stanford_cars"``, the paper profile): read by
+  :mod:`dinosal.data.readers` from the files the task names under the data
+  root (``data_root`` or ``$DINOSAL_DATA``); ``validation`` is the last
+  ``n_val`` items of the training file, ``train`` the first ``n_train`` of
+  the rest, ``test`` the task's test file (BDD100K's val split, Stanford Cars'
+  labelled test annotations). The key holds the files' fingerprint.
+
+The pre-registration's rules live here too (book/preregistration.md):
+:data:`VEHICLES` and :data:`CO_OCCURRING`, the margins :data:`OA_MARGIN` and
+:data:`RATIO_MARGIN`, :func:`shows_preregistered` and
+:func:`preregistered_scenes` (the images every figure shows),
+:func:`scene_truth` (ground truth with the ``vehicles`` and ``background``
+regions) and :func:`overall_activation`.
+
+Floor 3 under :mod:`dinosal.transfers`, over :mod:`dinosal.zoo`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence as SequenceABC
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from . import runs, zoo
+from .data.sample import GroundTruth, part_masks, truth_from_boxes, truth_of
+
+__all__ = ["TaskData", "Frame", "DATA_KIND", "VEHICLES", "CO_OCCURRING", "OA_MARGIN", "RATIO_MARGIN", "task_data", "task_set", "test_scenes",
+           "shows_preregistered", "preregistered_scenes", "scene_truth", "overall_activation", "output_dir"]
+
+DATA_KIND = "transfer_data"
+VEHICLES = ("car", "truck", "bus", "motorcycle")
+"""The pre-registered "vehicles" (book/preregistration.md)."""
+CO_OCCURRING = ("lane_marking", "tree")
+"""The unlabelled parts that co-occur with every class (the paper's "lane markings and trees")."""
+OA_MARGIN = 0.02
+"""The pre-registered margin of "no meaningful change" of the overall activation (:func:`overall_activation`)."""
+RATIO_MARGIN = float(np.log2(1.1))
+"""The pre-registered margin of "no meaningful change" of a log2 ratio of mass ratios (a 10 % change)."""
+_REAL = ("bdd100k", "stanford_cars")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The data of a transfer task as it enters the key.
+
+    task, loss: the task's name and loss; data: ``"driving"``, ``"vehicles"``, ``"bdd100k"`` or
+    ``"stanford_cars"``; config: the generator config with ``length = n_train`` (generated) or the
+    files under the data root (real); n_train, n_val: training and validation images; identity: for
+    real data :func:`dinosal.runs.files_fingerprint` of the label files and every image they name
+    (root, count, digest), None for generated data (the generator version rides on the config).
+    """
+
+    task: str
+    loss: str
+    data: str
+    config: Any
+    n_train: int
+    n_val: int
+    identity: Optional[dict] = None
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """A real image with its boxes, as the trainer and the figures read it (decoded on access)."""
+
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    multi_hot: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def _data_root(data_root) -> Path:
+    root = data_root or os.environ.get(zoo.DATA_ENV)
+    if not root:
+        raise RuntimeError(f"transfers: real data needs data_root or ${zoo.DATA_ENV} (the folder holding the datasets)")
+    return Path(root)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_real(data: str, root: str, files: tuple) -> tuple:
+    """(training set, test set) of a real task, read once per process."""
+    from .data import readers
+
+    f, r = dict(files), Path(root)
+    if data == "bdd100k":
+        return (readers.read_bdd100k(r / f["labels"], r / f["images"]),
+                readers.read_bdd100k(r / f["test_labels"], r / f["test_images"]))
+    meta = r / f["meta"] if "meta" in f else None
+    return (readers.read_stanford_cars(r / f["annos"], r / f["images"], meta),
+            readers.read_stanford_cars(r / f["test_annos"], r / f["test_images"], meta))
+
+
+def task_data(task_name: str, t, data_root=None, n_train: Optional[int] = None) -> TaskData:
+    """The :class:`TaskData` of task ``t`` (a :class:`~dinosal.profiles.TransferTask`) named
+    ``task_name``; ``n_train`` (None: the table's) bounds the training images."""
+    from .data.synthetic import DrivingConfig, VehicleConfig
+
+    n = int(n_train or t.n_train)
+    if t.data in ("driving", "vehicles"):
+        cls = DrivingConfig if t.data == "driving" else VehicleConfig
+        return TaskData(task_name, t.loss, t.data, cls(**{**t.data_config, "length": n}), n, int(t.n_val))
+    if t.data not in _REAL:
+        raise ValueError(f"transfers: task {task_name!r} has unknown data {t.data!r}; valid: driving, vehicles, "
+                         f"{', '.join(_REAL)}")
+    root = _data_root(data_root)
+    files = {k: str(v) for k, v in t.data_config.items()}
+    sets = _read_real(t.data, str(root), tuple(sorted(files.items())))
+    labels = [root / v for k, v in files.items() if k in ("labels", "test_labels", "annos", "test_annos", "meta")]
+    ident = runs.files_fingerprint(root, labels + [a.image for s in sets for a in s])
+    return TaskData(task_name, t.loss, t.data, files, n, int(t.n_val), ident)
+
+
+class _Frames(SequenceABC):
+    """Items ``indices`` of an :class:`~dinosal.data.readers.AnnotatedSet` as :class:`Frame` objects."""
+
+    def __init__(self, annotated, indices) -> None:
+        self.annotated, self.indices = annotated, list(indices)
+        self.class_names = tuple(annotated.class_names)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        k = self.indices[i]
+        a = self.annotated[k]
+        multi_hot = np.zeros(len(self.class_names), np.float32)
+        multi_hot[np.asarray(a.labels, dtype=np.int64)] = 1.0
+        return Frame(self.annotated.image(k), np.asarray(a.boxes, np.float32).reshape(-1, 4),
+                     np.asarray(a.labels, np.int64), multi_hot, self.class_names)
+
+
+def _training_set(config):
+    """Items ``0 .. config.length-1`` of a generator, drawn once into the run cache (kind ``"transfer_data"``)."""
+    from .data.cache import load_cached, save_cached
+    from .data.synthetic import DrivingConfig, DrivingScenes, SingleVehicles
+
+    gen = (DrivingScenes if isinstance(config, DrivingConfig) else SingleVehicles)(config)
+
+    def build(tmp: Path) -> dict:
+        save_cached(gen, len(gen), tmp / "samples.npz")
+        return {"images": len(gen)}
+
+    return load_cached(runs.cached(DATA_KIND, config, build) / "samples.npz")
+
+
+def task_set(data: TaskData, split: str, n: Optional[int] = None):
+    """The ``split`` (``"train"``, ``"validation"``, ``"test"``) of a task, as a sequence of items
+    (see the module doc); ``n`` images (validation: default ``n_val``; test: required; train: all).
+    Raises ``ValueError`` for an unknown split, or a test set without ``n``."""
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"transfers: split must be train, validation or test, got {split!r}")
+    if split == "test" and n is None:
+        raise ValueError("transfers: say how many test images (n)")
+    n = data.n_val if split == "validation" and n is None else n
+    if data.data not in _REAL:
+        if split == "train":
+            return _training_set(data.config)
+        return zoo.held_out_samples(data.config, int(n), split=split)
+    train_all, test = _read_real(data.data, data.identity["root"], tuple(sorted(data.config.items())))
+    n_fit = len(train_all) - data.n_val
+    if n_fit < 1:
+        raise ValueError(f"transfers: {train_all.source} has {len(train_all)} items, not more than n_val={data.n_val}")
+    if split == "train":
+        return _Frames(train_all, range(min(data.n_train, n_fit)))
+    if split == "validation":
+        return _Frames(train_all, range(n_fit, len(train_all)))[: int(n)]
+    return _Frames(test, range(min(int(n), len(test))))
+
+
+def test_scenes(data: TaskData, n: int, size: int, patch: int = 8) -> list:
+    """The first ``n`` test images with an object, ``size`` px (the maps' images): generated samples
+    of the test split rendered at ``size``, or real test frames with a box resized to a short side of
+    ``size`` (a multiple of ``patch``, boxes scaled along)."""
+    if data.data not in _REAL:
+        return zoo.held_out_samples(data.config, n, size, split="test")
+    from .localisation import resize_short_side
+
+    out = []
+    for f in task_set(data, "test", 10 * n + 100):
+        if len(f.boxes):
+            image, boxes = resize_short_side(f.image, f.boxes, size, patch)
+            out.append(Frame(image, boxes, f.labels, f.multi_hot, f.class_names))
+            if len(out) == n:
+                return out
+    raise ValueError(f"transfers: only {len(out)} test frames with a box; asked for {n}")
+
+
+# ---------------------------------------------------------------- the pre-registration's rules
+
+
+def _vehicle_objects(scene) -> np.ndarray:
+    names = np.asarray(scene.class_names)[np.asarray(scene.labels, dtype=np.int64)] if len(scene.labels) else []
+    return np.isin(np.asarray(names, dtype=object), VEHICLES)
+
+
+def shows_preregistered(scene) -> bool:
+    """The pre-registered rule for one scene: it holds a vehicle (:data:`VEHICLES`) and a visible lane
+    marking or tree. A real frame (no part labels) needs a vehicle only."""
+    if not _vehicle_objects(scene).any():
+        return False
+    if not hasattr(scene, "semantic"):
+        return True
+    return bool(set(part_masks(scene)) & set(CO_OCCURRING))
+
+
+def preregistered_scenes(data: TaskData, n: int = 6, size: int = 128, patch: int = 8) -> list[tuple[int, Any]]:
+    """The images every figure of the transfer and findings chapters shows (book/preregistration.md):
+    the first ``n`` test scenes by index that contain a vehicle and a lane marking or a tree
+    (:func:`shows_preregistered`), rendered at ``size`` px, as ``(index in the test split, scene)``.
+    Generated driving data: indices of the test split's generator (dataset seed + 3000); real frames
+    (no part labels): the first test frames with a vehicle, resized as :func:`test_scenes`.
+    No score enters the choice. Raises ``ValueError`` for a task without driving scenes, or fewer
+    than ``n`` such scenes among the first ``100 n + 100``."""
+    limit = 100 * n + 100
+    if data.data == "driving":
+        from .data.synthetic import DrivingScenes
+
+        gen = DrivingScenes(zoo.split_config(data.config, "test", size, length=limit))
+        items = ((i, gen[i]) for i in range(len(gen)))
+    elif data.data == "bdd100k":
+        from .localisation import resize_short_side
+
+        def frames():
+            for i, f in enumerate(task_set(data, "test", limit)):
+                if len(f.boxes):
+                    image, boxes = resize_short_side(f.image, f.boxes, size, patch)
+                    yield i, Frame(image, boxes, f.labels, f.multi_hot, f.class_names)
+
+        items = frames()
+    else:
+        raise ValueError(f"transfers: the pre-registered images are driving scenes; task {data.task!r} has "
+                         f"{data.data!r} images")
+    out = []
+    for i, s in items:
+        if shows_preregistered(s):
+            out.append((i, s))
+            if len(out) == n:
+                return out
+    raise ValueError(f"transfers: only {len(out)} of the first {limit} test scenes follow the rule; asked for {n}")
+
+
+def scene_truth(scene) -> GroundTruth:
+    """The ground truth of a scene with the pre-registered regions added to its parts: ``vehicles``
+    (the masks of :data:`VEHICLES` objects) and ``background`` (every background part: sky, roadside,
+    road, lane_marking, building, tree, pole, sign). A real frame has boxes only: objects and
+    ``vehicles`` are unions of boxes, and no other part."""
+    is_vehicle = _vehicle_objects(scene)
+    if not hasattr(scene, "semantic"):
+        truth = truth_from_boxes(scene.image.shape, scene.boxes)
+        vehicles = truth_from_boxes(scene.image.shape, np.asarray(scene.boxes)[is_vehicle]).objects
+        return GroundTruth(truth.boxes, truth.objects, {"vehicles": vehicles})
+    truth = truth_of(scene)
+    vehicles = (np.asarray(scene.masks)[is_vehicle].any(axis=0) if is_vehicle.any()
+                else np.zeros(truth.objects.shape, dtype=bool))
+    background = np.logical_or.reduce([m for m in truth.parts.values()]) if truth.parts else ~truth.objects
+    return GroundTruth(truth.boxes, truth.objects, {**truth.parts, "vehicles": vehicles, "background": background})
+
+
+def overall_activation(grid_map) -> float:
+    """The pre-registered overall activation of one map: the mean over patches of ``(s - min) /
+    (max - min)`` (what a per-image normalised figure shows), in [0, 1]; NaN for a constant map."""
+    s = np.asarray(grid_map, dtype=np.float64)
+    lo, hi = float(s.min()), float(s.max())
+    return float(np.mean((s - lo) / (hi - lo))) if hi > lo else float("nan")
+
+
+def output_dir(profile: str, out_dir=None) -> Path:
+    """The folder a chapter writes its CSV files to (created): ``out_dir``, else
+    ``_build/transfer/<profile>`` of the checkout this library lives in, else of the working folder."""
+    if out_dir:
+        folder = Path(out_dir)
+    else:
+        repo = Path(__file__).resolve().parents[2]
+        base = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
+        folder = base / "_build" / "transfer" / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
