@@ -73,6 +73,16 @@ LEVERS: dict[str, dict] = {
                             train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
     # the same curriculum with the teacher temperature of the first stage (0.04)
     "warm_colour": dict(init="dino_world", crops=_COLOUR),
+    # colour_t02 with a slow teacher: DINO's own EMA momentum 0.996 instead of the cpu recipe's 0.98
+    "colour_t02_slow": dict(crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02,
+                                                      momentum_teacher=0.996)),
+    # colour_t02 with a quarter of the learning rate (peak 2.5e-4 at batch 16 instead of 1e-3)
+    "colour_t02_lr": dict(crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02, lr=0.004)),
+    # colour_t02 with 64 prototypes instead of 1024: fewer outputs than a batch can give one to each image
+    "colour_t02_k64": dict(crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02, out_dim=64)),
+    # colour_t02 ramped in: each image is cropped by the colour augmentation with probability step / 2000
+    # (capped at 1) and by the recipe's weak one otherwise
+    "colour_ramp_t02": dict(ramp=2000, crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
     # colour_t02 with DINO's own grayscale probability (0.2 instead of 0.5)
     "colour_mild_t02": dict(crops={**_COLOUR, "grayscale_p": 0.2},
                             train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
@@ -95,6 +105,8 @@ def lever_spec(lever: str, steps: int, every: int, seed: int, threads: int) -> z
     snaps = tuple(sorted({0, *range(every, steps + 1, every)}))
     train = {**base.train, **ch.get("train", {}), "epochs": steps // spe, "snapshot_steps": snaps, "seed": seed,
              "checkpoint_every": every, "threads": threads, "collapse": CollapseConfig(action="record")}
+    if ch.get("ramp"):  # a curriculum from the recipe's own augmentation to the lever's
+        train.update(crops_start=zoo.train_spec(base).dino.crops, crops_ramp_steps=ch["ramp"])
     r = DinoRecipe(base.data, {**base.data_config, **ch.get("data", {})}, n_train=base.n_train,
                    crops={**base.crops, **ch.get("crops", {})}, train=train)
     return zoo.train_spec(r)

@@ -350,3 +350,33 @@ def test_warm_start_begins_student_and_teacher_at_the_given_backbone(tmp_path):
     assert not torch.equal(cold.pos_embed, other["pos_embed"])
     with pytest.raises(RuntimeError):
         train_dino(cfg, tiny_data(), run_dir=tmp_path / "bad", init_backbone={"nope": torch.zeros(1)})
+
+
+def test_colour_ramp_moves_from_the_start_augmentation_to_the_recipe_s():
+    from dinosal.train.dino import training_loader
+
+    gray = MultiCropConfig.weak(global_size=16, local_size=8, n_local=2, grayscale_p=1.0, jitter_p=0.0)
+    colour = MultiCropConfig.weak(global_size=16, local_size=8, n_local=2, grayscale_p=0.0, jitter_p=0.0)
+    cfg = tiny_config(crops=colour, crops_start=gray, crops_ramp_steps=4, batch_size=8, num_workers=0)
+
+    def gray_share(step):
+        batch = next(iter(training_loader(cfg, tiny_data(32), step, step + 1)))
+        x = batch[0]  # (B, 3, h, w) normalised: a gray crop has equal raw channels
+        mean = torch.tensor(colour.mean).view(1, 3, 1, 1)
+        std = torch.tensor(colour.std).view(1, 3, 1, 1)
+        raw = x * std + mean
+        return float(((raw.amax(1) - raw.amin(1)).flatten(1).amax(1) < 1e-3).float().mean())
+
+    assert gray_share(0) == 1.0  # step 0: every image from crops_start
+    assert gray_share(4) == 0.0 and gray_share(7) == 0.0  # after the ramp: every image from crops
+    with pytest.raises(ValueError, match="crops_start"):
+        tiny_config(crops_ramp_steps=10)
+    with pytest.raises(ValueError, match="same crops"):
+        from dinosal.data.multicrop import RampedAugmentation
+
+        RampedAugmentation(gray, colour.replace(n_local=3), 10)
+    # a run-cache key is unchanged by the new fields at their defaults and changed by a curriculum
+    from dinosal.runs import config_key
+
+    assert config_key("dino", tiny_config()) != config_key("dino", tiny_config(crops_start=gray, crops_ramp_steps=4))
+    assert "crops_start" not in __import__("dinosal.runs", fromlist=["config_dict"]).config_dict(tiny_config())

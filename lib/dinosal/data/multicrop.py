@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MultiCropConfig", "MultiCropAugmentation"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MultiCropConfig", "MultiCropAugmentation", "RampedAugmentation"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -144,3 +144,33 @@ class MultiCropAugmentation:
 
     def __repr__(self) -> str:
         return f"MultiCropAugmentation({self.cfg})"
+
+
+class RampedAugmentation:
+    """Callable ``(image, step)`` -> crops: a curriculum from one multi-crop
+    augmentation to another.
+
+    At training step ``t`` an image is cropped by ``end`` with probability
+    ``min(1, t / steps)`` and by ``start`` otherwise; the choice is one draw
+    from torch's generator, so a per-sample seed (the DINO trainer's) makes it
+    reproducible. ``steps <= 0`` always uses ``end``. Both configs must give
+    the same number and sizes of crops (the loss pairs them by position);
+    ``ValueError`` otherwise. Not in the original DINO, which applies one
+    augmentation from the first step.
+    """
+
+    def __init__(self, start: MultiCropConfig, end: MultiCropConfig, steps: int) -> None:
+        for name in ("n_global", "n_local", "global_size", "local_size"):
+            if getattr(start, name) != getattr(end, name):
+                raise ValueError(f"RampedAugmentation: start.{name} = {getattr(start, name)} but end.{name} = "
+                                 f"{getattr(end, name)}; the two augmentations must give the same crops")
+        self.start, self.end, self.steps = MultiCropAugmentation(start), MultiCropAugmentation(end), int(steps)
+
+    def probability(self, step: int) -> float:
+        """Chance that an image at ``step`` is cropped by ``end``."""
+        return 1.0 if self.steps <= 0 else min(1.0, max(step, 0) / self.steps)
+
+    def __call__(self, image, step: int) -> list[torch.Tensor]:
+        use_end = bool(torch.rand(()) < self.probability(step))
+        return (self.end if use_end else self.start)(image)
+

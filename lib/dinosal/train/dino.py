@@ -68,7 +68,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..data.multicrop import MultiCropAugmentation
+from ..data.multicrop import MultiCropAugmentation, RampedAugmentation
 from ..losses import DINOLoss, koleo_loss, teacher_temp_schedule
 from ..models import DINOHead, MultiCropWrapper, create_vit
 from ..runs import atomic_torch_save
@@ -375,11 +375,16 @@ def training_loader(cfg: DinoConfig, dataset, start_step: int, end_step: int, tr
                     dist_info: Optional[_Dist] = None) -> DataLoader:
     """The batches of steps ``start_step .. end_step-1`` as :func:`train_dino`
     reads them: :class:`StepSampler` order, :class:`AugmentedDataset` crops
-    (``transform`` defaults to ``MultiCropAugmentation(cfg.crops)``),
+    (``transform`` defaults to ``MultiCropAugmentation(cfg.crops)``, or to
+    :class:`~dinosal.data.multicrop.RampedAugmentation` with ``cfg.crops_ramp_steps > 0``),
     ``cfg.num_workers`` worker processes. Each batch is a list of crops
     ``(B, 3, h, w)``, globals first (what :meth:`DinoTrainer.train_step` takes)."""
     info = dist_info or _Dist(0, 1, torch.device("cpu"))
-    sampler = StepSampler(len(dataset), cfg.batch_size, info.world, info.rank, cfg.seed, start_step, end_step)
+    ramp = transform is None and cfg.crops_ramp_steps > 0
+    if ramp:  # the curriculum: the transform is told each sample's step
+        transform = RampedAugmentation(cfg.crops_start, cfg.crops, cfg.crops_ramp_steps)
+    sampler = StepSampler(len(dataset), cfg.batch_size, info.world, info.rank, cfg.seed, start_step, end_step,
+                          with_step=ramp)
     data = AugmentedDataset(dataset, transform or MultiCropAugmentation(cfg.crops))
     return DataLoader(
         data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,

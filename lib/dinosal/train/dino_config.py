@@ -105,6 +105,8 @@ class DinoConfig:
     # ---- augmentation
     crops: MultiCropConfig = _f(MultiCropConfig(), "multi-crop augmentation (official defaults; MultiCropConfig.weak() for small runs)")
     multicrop: bool = _f(True, "ablation: False = the student sees only the 2 global crops")
+    crops_start: Optional[MultiCropConfig] = _f(None, "a curriculum (not in original DINO): the augmentation at step 0. With crops_ramp_steps > 0 an image at step t is cropped by `crops` with probability t / crops_ramp_steps (at most 1), by crops_start otherwise. None: `crops` from the first step", key_omit_default=True)
+    crops_ramp_steps: int = _f(0, "steps over which the curriculum moves from crops_start to crops (0: no curriculum)", key_omit_default=True)
     # ---- system
     seed: int = _f(0, "seed of init, data order and augmentation")
     device: str = _f("auto", "'auto' (cuda if available), 'cpu' or 'cuda'")
@@ -129,6 +131,10 @@ class DinoConfig:
             raise ValueError("DinoConfig.batch_size must be >= 2")
         if self.update_impl not in ("loop", "foreach", "fused"):
             raise ValueError(f"DinoConfig.update_impl must be 'loop', 'foreach' or 'fused', got {self.update_impl!r}")
+        if self.crops_ramp_steps < 0:
+            raise ValueError(f"DinoConfig.crops_ramp_steps must be >= 0, got {self.crops_ramp_steps}")
+        if self.crops_ramp_steps > 0 and self.crops_start is None:
+            raise ValueError("DinoConfig.crops_ramp_steps > 0 needs crops_start (the augmentation at step 0)")
         if self.pos_interp not in ("dino", "timm"):
             raise ValueError(f"DinoConfig.pos_interp must be 'dino' or 'timm', got {self.pos_interp!r}")
 

@@ -24,14 +24,18 @@ class StepSampler(Sampler):
 
     Global position ``g = step * global_batch + rank * batch + j``; pass
     ``g // n`` over the data uses ``randperm(n)`` seeded by ``(seed, pass)``.
-    Starts at ``start_step`` and ends before ``end_step``.
+    Starts at ``start_step`` and ends before ``end_step``. ``with_step=True``
+    yields ``(index, seed, step)``, for a transform that changes over the run
+    (:class:`~dinosal.data.multicrop.RampedAugmentation`).
     """
 
-    def __init__(self, n: int, batch: int, world: int, rank: int, seed: int, start_step: int, end_step: int):
+    def __init__(self, n: int, batch: int, world: int, rank: int, seed: int, start_step: int, end_step: int,
+                 with_step: bool = False):
         if n < 1:
             raise ValueError("StepSampler: empty dataset")
         self.n, self.batch, self.world, self.rank = n, batch, world, rank
         self.seed, self.start_step, self.end_step = seed, start_step, end_step
+        self.with_step = bool(with_step)  # yield (index, seed, step): for a transform that ramps over steps
         self._perm_pass, self._perm = -1, None
 
     def _index(self, g: int) -> int:
@@ -46,7 +50,8 @@ class StepSampler(Sampler):
         for step in range(self.start_step, self.end_step):
             for j in range(self.batch):
                 g = step * gb + self.rank * self.batch + j
-                yield self._index(g), _sample_seed(self.seed, g)
+                key = (self._index(g), _sample_seed(self.seed, g))
+                yield key + (step,) if self.with_step else key
 
     def __len__(self) -> int:
         return max(self.end_step - self.start_step, 0) * self.batch
@@ -79,7 +84,7 @@ class AugmentedDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, key):
-        index, seed = key
+        index, seed, *step = key  # (index, seed) or (index, seed, step) from StepSampler(with_step=True)
         threads = torch.get_num_threads()
         try:
             # Small-image ops are far slower with several intra-op threads on a
@@ -88,7 +93,8 @@ class AugmentedDataset(Dataset):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 item = self.base[index]
-                return self.transform(item if self.whole_item else _image_of(item))
+                x = item if self.whole_item else _image_of(item)
+                return self.transform(x, step[0]) if step else self.transform(x)
         finally:
             torch.set_num_threads(threads)
 
