@@ -83,12 +83,18 @@ LEVERS: dict[str, dict] = {
     # colour_t02 ramped in: each image is cropped by the colour augmentation with probability step / 2000
     # (capped at 1) and by the recipe's weak one otherwise
     "colour_ramp_t02": dict(ramp=2000, crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
+    # the same curriculum at the recipe's own teacher temperature (0.04)
+    "colour_ramp": dict(ramp=2000, crops=_COLOUR),
     # colour_t02 with DINO's own grayscale probability (0.2 instead of 0.5)
     "colour_mild_t02": dict(crops={**_COLOUR, "grayscale_p": 0.2},
                             train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
 }
 """Lever name -> changes to the cpu ``dino_world`` recipe: ``crops``, ``data``
 (generator config) and ``train`` (:class:`DinoConfig` fields) dicts."""
+
+COLUMNS = ("lever", "seed", "step", "knn", "knn_head", "instance", "corloc", "attn_ratio", "attn_ratio_best_head",
+           "pointing", "key", "train_s")
+"""The columns of ``--out``: one row per scored snapshot."""
 
 EVAL_SIZE = 128
 N_LOC = 100
@@ -174,8 +180,18 @@ def load_teacher(path: Path, d) -> tuple[torch.nn.Module, torch.nn.Module]:
 
 
 def write_rows(out: str, rows: list[dict]) -> None:
+    """Append ``rows`` to the CSV ``out`` (created with a header when missing). Every row has the
+    columns of :data:`COLUMNS` (a score a run does not measure is empty), so runs of any kind share
+    one file; a file with other columns is refused, and nothing is written then."""
+    rows = [{k: r.get(k, "") for k in COLUMNS} for r in rows]
     new = not os.path.exists(out)
-    keys = list(rows[0])
+    if not new:
+        with open(out, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if header != list(COLUMNS):
+            raise SystemExit(f"--out {out}: its columns {header} are not this script's {list(COLUMNS)}; "
+                             "nothing was written. Choose another file.")
+    keys = list(COLUMNS)
     with open(out, "a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         if new:

@@ -112,11 +112,11 @@ MATH_ERRORS = """
 const errs = Array.from(document.querySelectorAll('mjx-merror, [data-mjx-error], .MathJax_Error'));
 return errs.map(e => (e.getAttribute('data-mjx-error') || e.getAttribute('title') || e.textContent || '').trim());
 """
-# Tables printed by cells: wider than the box they scroll in, "nan"-like text, or a dark
+# Tables printed by cells or written in the pages' markdown: wider than the box they scroll in, "nan"-like text, or a dark
 # background behind a missing value (pandas paints NaN black in a background gradient).
 TABLES = r"""
 const out = [];
-document.querySelectorAll('.cell_output table').forEach(t => {
+document.querySelectorAll('.cell_output table, article table').forEach(t => {
   let box = t.parentElement;
   while (box && box.parentElement && getComputedStyle(box).overflowX === 'visible') box = box.parentElement;
   const over = Math.round(t.scrollWidth - box.clientWidth);
@@ -186,7 +186,7 @@ def test_no_page_shows_raw_tex_or_a_mathjax_error(site, browser):
 
 
 def test_printed_tables_fit_the_page_and_mark_missing_values(site, browser):
-    """Every table a cell prints fits the page's text column (browser 1400 px wide), shows a missing
+    """Every table (printed by a cell or written in markdown) fits the page's text column (browser 1400 px wide), shows a missing
     value as '–' (never ``nan``/``None``) and never as a black cell. All pages are checked."""
     root, base = site
     problems = {}
