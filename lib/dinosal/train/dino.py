@@ -76,7 +76,7 @@ from ..schedules import Schedules, dino_schedules
 from .dino_config import RUN_CONTROL_FIELDS, CollapseConfig, DinoConfig, config_help, result_config
 from .monitor import CollapseEvent, CollapseMonitor, NonFiniteLossError, TeacherCollapseError
 from .runtime import RUN_MARKER, SNAPSHOT_DIR, Dist, autocast, claim_run_dir, rng_state, set_rng_state
-from .runtime import setup_distributed, snapshot_path, write_log_csv
+from .runtime import save_run, setup_distributed, snapshot_path, write_log_csv
 from .sampling import AugmentedDataset, StepSampler
 from .updates import cancel_last_layer_grads, clip_gradients_per_tensor, ema_update, param_groups
 
@@ -347,10 +347,7 @@ class DinoResult:
 
 
 def _save(trainer: DinoTrainer, run_dir: Optional[Path]) -> None:
-    if run_dir is None or trainer.dist.rank != 0:
-        return
-    atomic_torch_save(trainer.state_dict(), run_dir / CHECKPOINT)
-    write_log_csv(trainer.log, run_dir / LOG_CSV)
+    save_run(trainer, run_dir, CHECKPOINT, LOG_CSV)
 
 
 def _snapshot(trainer: "DinoTrainer", run_dir, rank: int) -> None:

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from ..runs import atomic_write_text
+from ..runs import atomic_torch_save, atomic_write_text
 
 __all__ = [
     "Dist",
@@ -43,6 +43,7 @@ __all__ = [
     "run_marked",
     "claim_run_dir",
     "write_log_csv",
+    "save_run",
     "snapshot_path",
     "rng_state",
     "set_rng_state",
@@ -100,6 +101,17 @@ def write_log_csv(log: list[dict], path) -> None:
     writer.writeheader()
     writer.writerows(log)
     atomic_write_text(path, buf.getvalue())
+
+
+def save_run(trainer, run_dir: Optional[Path], checkpoint: str, log: str) -> None:
+    """Rank 0 writes ``trainer.state_dict()`` to ``run_dir/checkpoint`` and
+    ``trainer.log`` to ``run_dir/log``, each atomically; other ranks, and a
+    run without ``run_dir``, write nothing. ``trainer``: a DINO or transfer
+    trainer (``dist.rank``, ``state_dict()``, ``log``)."""
+    if run_dir is None or trainer.dist.rank != 0:
+        return
+    atomic_torch_save(trainer.state_dict(), Path(run_dir) / checkpoint)
+    write_log_csv(trainer.log, Path(run_dir) / log)
 
 
 def snapshot_path(run_dir, step: int) -> Path:

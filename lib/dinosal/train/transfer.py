@@ -72,7 +72,7 @@ from ..runs import atomic_torch_save
 from ..schedules import cosine_schedule, scaled_lr
 from .monitor import NonFiniteLossError
 from .runtime import Dist, autocast, claim_run_dir, rng_state, set_rng_state, setup_distributed, snapshot_path
-from .runtime import write_log_csv
+from .runtime import save_run, write_log_csv
 from .sampling import AugmentedDataset, StepSampler
 from .transfer_config import RUN_CONTROL_FIELDS, TransferConfig, config_help, result_config
 from .transfer_data import TransferTransform, class_names_of, evaluate_transfer, precompute_features
@@ -333,10 +333,7 @@ class TransferResult:
 
 
 def _save(trainer: TransferTrainer, run_dir: Optional[Path]) -> None:
-    if run_dir is None or trainer.dist.rank != 0:
-        return
-    atomic_torch_save(trainer.state_dict(), run_dir / CHECKPOINT)
-    write_log_csv(trainer.log, run_dir / LOG_CSV)
+    save_run(trainer, run_dir, CHECKPOINT, LOG_CSV)
 
 
 def _snapshot(trainer: TransferTrainer, run_dir: Optional[Path]) -> None:
