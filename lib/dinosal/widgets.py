@@ -29,7 +29,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .features import LastBlockFeatures, LastBlockTap, patch_size_of
-from .saliency.attention import cls_attention, mass_threshold
+from .saliency.attention import DINO_MASS_SHARE, cls_attention, mass_threshold
 from .saliency.lost import lost
 from .saliency.tokencut import tokencut
 from .viz import GT_COLOR, PRED_COLOR, draw_boxes, overlay
@@ -59,7 +59,7 @@ class ExplorerView:
     state: the control values used (k clipped to the number of patches)
     map: (rows, cols) float, the map drawn
     box: (4,) int64 xyxy px predicted box, or None (attention methods)
-    mask: (rows, cols) bool (LOST/TokenCut mask, or the 60%-mass attention mask)
+    mask: (rows, cols) bool (LOST/TokenCut mask, or the attention mask that keeps DINO_MASS_SHARE of the mass)
     figure: the matplotlib Figure (overlay | image with GT and predicted box)
     """
 
@@ -137,7 +137,7 @@ class SaliencyExplorer:
             if state.method == "attention head" and not 0 <= state.head < att.num_heads:
                 raise ValueError(f"head must be in [0, {att.num_heads}), got {state.head}")
             m = att.heads[state.head] if state.method == "attention head" else att.mean
-            return m, None, mass_threshold(m, 0.6), state
+            return m, None, mass_threshold(m, DINO_MASS_SHARE), state
         if state.method == "TokenCut":
             r = tokencut(*args, tau=state.tau)
             return r.eigvec, r.box, r.mask, state

@@ -22,7 +22,10 @@ import torch
 
 from .grid import check_grid, upsample
 
-__all__ = ["AttentionMaps", "cls_attention", "mass_threshold", "upsample"]
+__all__ = ["AttentionMaps", "cls_attention", "mass_threshold", "upsample", "DINO_MASS_SHARE"]
+
+DINO_MASS_SHARE = 0.6
+"""The share of an attention map's mass that DINO's figures keep (``visualize_attention.py``, ``--threshold``)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def cls_attention(attn, grid: Sequence[int]) -> AttentionMaps:
     return AttentionMaps(heads=heads, mean=heads.mean(axis=0), grid=(rows, cols))
 
 
-def mass_threshold(maps, share: float = 0.6) -> np.ndarray:
+def mass_threshold(maps, share: float = DINO_MASS_SHARE) -> np.ndarray:
     """DINO's mass threshold: keep the largest weights that hold ``share`` of the mass.
 
     maps: (..., rows, cols) non-negative; each trailing 2-D map is treated on
