@@ -16,9 +16,9 @@ Profiles::
 
     smoke  seconds per chapter; the code path the tests run under nbval
     cpu    the default study on the procedural benchmark, minutes on 2 cores
-    paper  the seed paper's setting (ViT-S/8, official DINO weights, BDD100K;
-           Stanford Cars comes with the classifier-transfer chapter, not yet
-           written); needs a GPU and the datasets on disk
+    paper  the seed paper's setting (ViT-S/8, official DINO weights, BDD100K,
+           and Stanford Cars for the transfer chapter); needs a GPU and the
+           datasets on disk
 
 The environment variable ``DINOSAL_PROFILE`` replaces the profile a notebook
 asks for; ``make test`` uses it to run every chapter in ``smoke`` without
