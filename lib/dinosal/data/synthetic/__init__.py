@@ -58,6 +58,7 @@ from __future__ import annotations
 from ..sample import IGNORE, Sample, object_mask, part_masks
 from .canvas import BLOTCH, FLAT, GRAIN, LEAF, STRIPE
 from .config import (
+    DEFAULT_PART_PROB,
     DRIVING_CLASSES,
     DRIVING_PARTS,
     GENERATOR_VERSION,
@@ -73,7 +74,7 @@ from .config import (
     WorldConfig,
     CommonConfig,
 )
-from .scenes import DrivingScenes, ObjectWorld, SampleDataset, SingleVehicles
+from .scenes import DrivingScenes, ObjectWorld, SampleDataset, ScenePlan, SingleVehicles
 from .shapes import ACCENT, BODY, DARK, LIGHT, TRIM, Prim
 
 __all__ = [
@@ -81,11 +82,11 @@ __all__ = [
     "IGNORE", "Sample", "object_mask", "part_masks",
     # configs and tables
     "GENERATOR_VERSION", "MIN_SIZE", "MAX_SIZE", "CommonConfig", "DrivingConfig", "VehicleConfig", "WorldConfig",
-    "DRIVING_CLASSES", "DRIVING_PARTS", "OPTIONAL_DRIVING_PARTS", "VEHICLE_TYPES", "VEHICLE_PARTS",
+    "DRIVING_CLASSES", "DRIVING_PARTS", "OPTIONAL_DRIVING_PARTS", "DEFAULT_PART_PROB", "VEHICLE_TYPES", "VEHICLE_PARTS",
     "WORLD_CATEGORIES", "WORLD_PARTS",
     # texture kinds, colour roles, primitives
     "FLAT", "GRAIN", "BLOTCH", "LEAF", "STRIPE", "BODY", "DARK", "LIGHT", "ACCENT", "TRIM", "Prim",
     # generators
-    "DrivingScenes", "SingleVehicles", "ObjectWorld", "SampleDataset",
+    "DrivingScenes", "ScenePlan", "SingleVehicles", "ObjectWorld", "SampleDataset",
 ]
 

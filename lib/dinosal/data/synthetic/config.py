@@ -15,7 +15,7 @@ raise ``ValueError`` with the offending name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -112,6 +112,8 @@ def _check_keys(name: str, mapping: Mapping, valid: Sequence[str]) -> None:
 DRIVING_CLASSES = ("car", "truck", "bus", "pedestrian", "bicycle", "motorcycle")
 DRIVING_PARTS = ("sky", "roadside", "road", "lane_marking", "building", "tree", "pole", "sign")
 OPTIONAL_DRIVING_PARTS = ("lane_marking", "building", "tree", "pole", "sign")
+DEFAULT_PART_PROB = {"lane_marking": 0.95, "tree": 0.85, "pole": 0.6, "sign": 0.6, "building": 0.5}
+"""The default ``DrivingConfig.part_prob`` (a part missing from a config's ``part_prob`` gets this)."""
 
 
 @dataclass(frozen=True)
@@ -137,22 +139,51 @@ class DrivingConfig(CommonConfig):
             ``{class: {part: m}}``. The probability of a part becomes
             ``min(1, part_prob[part] * prod(m for every class present))``, so
             ``{"pedestrian": {"tree": 3.0}}`` makes trees mostly appear with
-            pedestrians. Objects are sampled first, parts second.
+            pedestrians. Objects are sampled first, parts second. This also
+            raises how often the part appears overall; to couple a part to a
+            class at a fixed overall rate use ``part_given_class``.
+        single_class_scenes: 0..1, the label–object ambiguity knob (claim 4a):
+            the probability that all objects of a scene share one class (drawn
+            by ``class_weights``); otherwise each object's class is drawn
+            independently (0, the default). The number of objects and the
+            expected number of objects of each class per scene do not depend
+            on it (both are ``E[n] * w_c / sum(w)``), only how classes mix
+            within a scene: at 1 every image-level label names every object of
+            its image; at 0 objects of several classes co-occur.
+        part_given_class: the class-correlated shortcut (claim 4c):
+            ``{class: {part: q}}`` makes ``P(part | class placed) = q`` while
+            ``P(part)`` over scenes stays ``part_prob[part]``: scenes without
+            the class get ``(p - q * pi) / (1 - pi)``, with
+            ``pi = class_presence(class)``. ``q = p`` is independence. The
+            feasible ``q`` lie in ``[(p - 1 + pi) / pi, p / pi]`` within
+            [0, 1] (an error names the range): with the default ``n_objects``
+            and uniform classes a pedestrian is placed in 38 % of scenes, so
+            ``part_prob={"tree": 0.5}`` allows every ``q`` in [0, 1]. A part
+            can follow one class only, and not also ``part_class_multiplier``.
+            None (default) couples nothing.
+
+    Ever-present background (claim 4b) needs no extra knob:
+    ``part_prob={"lane_marking": 1.0, "tree": 1.0}`` puts lane markings and
+    trees in every scene, ``0.5`` in half of them (independently of the
+    objects while ``part_class_multiplier`` and ``part_given_class`` leave
+    them alone). "In the scene" means placed: a tree may still be hidden by
+    objects or fall outside the frame; :meth:`DrivingScenes.scene_plan`
+    lists what was placed.
     """
 
     n_objects: tuple[int, int] = (0, 6)
     object_scale: float = 1.0
     depth_range: tuple[float, float] = (0.12, 0.95)
     class_weights: Mapping[str, float] = field(default_factory=dict)
-    part_prob: Mapping[str, float] = field(
-        default_factory=lambda: {
-            "lane_marking": 0.95, "tree": 0.85, "pole": 0.6, "sign": 0.6, "building": 0.5,
-        }
-    )
+    part_prob: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PART_PROB))
     part_counts: Mapping[str, tuple[int, int]] = field(
         default_factory=lambda: {"tree": (1, 6), "pole": (1, 3), "building": (1, 4)}
     )
     part_class_multiplier: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # added for claim 4: left out of run-cache keys at their defaults, so older models keep their keys
+    single_class_scenes: float = field(default=0.0, metadata={"key_omit_default": True})
+    part_given_class: Optional[Mapping[str, Mapping[str, float]]] = field(
+        default=None, metadata={"key_omit_default": True})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,6 +208,62 @@ class DrivingConfig(CommonConfig):
             _check_keys(f"part_class_multiplier[{c!r}]", m, OPTIONAL_DRIVING_PARTS)
             if any(x < 0 for x in m.values()):
                 raise ValueError(f"part_class_multiplier[{c!r}] must be >= 0")
+        _check_unit("single_class_scenes", self.single_class_scenes)
+        self.conditional_parts()  # checks part_given_class
+
+    def class_presence(self, name: str) -> float:
+        """P(at least one object of class ``name`` is placed in a scene).
+
+        Exact, from ``n_objects`` (uniform), ``class_weights`` and
+        ``single_class_scenes``; before the visibility filter.
+        """
+        weights = [float(self.class_weights.get(c, 1.0)) for c in DRIVING_CLASSES]
+        total = sum(weights)
+        w = weights[DRIVING_CLASSES.index(name)] / total if total > 0 else 0.0
+        ns = range(self.n_objects[0], self.n_objects[1] + 1)
+        mixed = float(np.mean([1.0 - (1.0 - w) ** n for n in ns]))
+        single = float(np.mean([w if n > 0 else 0.0 for n in ns]))
+        s = float(self.single_class_scenes)
+        return s * single + (1.0 - s) * mixed
+
+    def conditional_parts(self) -> dict[str, tuple[str, float, float]]:
+        """``{part: (class, P(part | class placed), P(part | class not placed))}`` of
+        ``part_given_class``; raises ``ValueError`` naming the entry that is invalid."""
+        out: dict[str, tuple[str, float, float]] = {}
+        if self.part_given_class is None:
+            return out
+        if not isinstance(self.part_given_class, Mapping):
+            raise ValueError(f"part_given_class must be a mapping {{class: {{part: q}}}} or None, "
+                             f"got {self.part_given_class!r}")
+        _check_keys("part_given_class", self.part_given_class, DRIVING_CLASSES)
+        probs = {**DEFAULT_PART_PROB, **self.part_prob}
+        for c, m in self.part_given_class.items():
+            _check_keys(f"part_given_class[{c!r}]", m, OPTIONAL_DRIVING_PARTS)
+            for part, q in m.items():
+                name = f"part_given_class[{c!r}][{part!r}]"
+                _check_unit(name, q)
+                if part in out:
+                    raise ValueError(f"{name}: part {part!r} already follows {out[part][0]!r}; "
+                                     "a part can follow one class only")
+                if any(part in mm for mm in self.part_class_multiplier.values()):
+                    raise ValueError(f"{name}: part {part!r} is also in part_class_multiplier; use one of the two")
+                out[part] = (c, float(q), self._absent_prob(name, c, part, float(probs[part]), float(q)))
+        return out
+
+    def _absent_prob(self, name: str, cls: str, part: str, p: float, q: float) -> float:
+        pi = self.class_presence(cls)
+        if pi <= 0.0:
+            raise ValueError(f"{name}: class {cls!r} is never placed (n_objects / class_weights)")
+        if pi >= 1.0 - 1e-12:
+            if abs(q - p) > 1e-9:
+                raise ValueError(f"{name}: {cls!r} is in every scene, so q must equal part_prob {p}")
+            return p
+        absent = (p - q * pi) / (1.0 - pi)
+        if not -1e-9 <= absent <= 1.0 + 1e-9:
+            lo, hi = max(0.0, (p - 1.0 + pi) / pi), min(1.0, p / pi)
+            raise ValueError(f"{name}={q} cannot keep P({part}) = part_prob {p} with "
+                             f"P({cls} placed) = {pi:.4f}: feasible q in [{lo:.4f}, {hi:.4f}]")
+        return min(1.0, max(0.0, absent))
 
 
 VEHICLE_TYPES = (

@@ -18,7 +18,7 @@ object is coloured against its background (own palette or camouflage) is
 from __future__ import annotations
 
 from collections.abc import Sequence as SequenceABC
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -41,6 +41,7 @@ from .canvas import (
     _Rand,
 )
 from .config import (
+    DEFAULT_PART_PROB,
     DRIVING_CLASSES,
     DRIVING_PARTS,
     OPTIONAL_DRIVING_PARTS,
@@ -159,6 +160,14 @@ class _Generator(SequenceABC):
         raise NotImplementedError
 
 
+class ScenePlan(NamedTuple):
+    """What a driving scene places (:meth:`DrivingScenes.scene_plan`): its objects'
+    classes in placement order (before the visibility filter) and its optional parts."""
+
+    classes: tuple[str, ...]
+    parts: tuple[str, ...]
+
+
 # Real-world heights (m) of driving classes; the road is three lanes wide.
 _DRIVING_HEIGHT = {"car": 1.5, "truck": 3.3, "bus": 3.2, "pedestrian": 1.75, "bicycle": 1.1, "motorcycle": 1.2}
 _HALF_ROAD_M = 5.25  # three lanes of 3.5 m
@@ -182,24 +191,45 @@ class DrivingScenes(_Generator):
         self.semantic_names = DRIVING_PARTS + DRIVING_CLASSES
         self._cum = _cumulative(DRIVING_CLASSES, self.config.class_weights)
         self._pid = {n: k for k, n in enumerate(DRIVING_PARTS)}
+        self._conditional = self.config.conditional_parts()
 
     def part_probabilities(self, present: Iterable[str]) -> dict[str, float]:
         """Probability of each optional part given the classes ``present``."""
         cfg = self.config
-        base = {**{p: 0.0 for p in OPTIONAL_DRIVING_PARTS}, **DrivingConfig().part_prob, **cfg.part_prob}
+        base = {**{p: 0.0 for p in OPTIONAL_DRIVING_PARTS}, **DEFAULT_PART_PROB, **cfg.part_prob}
         present, out = set(present), {}
         for part, p in base.items():
             for c in present:
                 p *= cfg.part_class_multiplier.get(c, {}).get(part, 1.0)
             out[part] = min(1.0, p)
+        for part, (c, with_c, without_c) in self._conditional.items():
+            out[part] = with_c if c in present else without_c
         return out
+
+    def scene_plan(self, index: int) -> ScenePlan:
+        """What item ``index`` places, without drawing it: the classes of its
+        objects (before the visibility filter drops hidden ones) and its
+        optional parts. It draws nothing, so the statistics of the co-occurrence
+        knobs are measured on plans."""
+        classes, has = self._plan(_Rand(self.config.seed, int(index), self._stream))
+        return ScenePlan(tuple(DRIVING_CLASSES[k] for k in classes),
+                         tuple(p for p in OPTIONAL_DRIVING_PARTS if has[p]))
+
+    def _plan(self, r: _Rand) -> tuple[list[int], dict[str, bool]]:
+        """Objects first, so the parts can depend on them (co-occurrence)."""
+        cfg = self.config
+        n = r.i(*cfg.n_objects)
+        if cfg.single_class_scenes > 0 and n > 0 and r.chance(cfg.single_class_scenes):
+            classes = [r.weighted(self._cum)] * n  # one class for the whole scene
+        else:
+            classes = [r.weighted(self._cum) for _ in range(n)]
+        probs = self.part_probabilities(DRIVING_CLASSES[k] for k in classes)
+        return classes, {p: r.chance(probs[p]) for p in OPTIONAL_DRIVING_PARTS}
 
     def _draw(self, r: _Rand) -> Sample:
         cfg, S = self.config, self.config.size
-        # 1) objects first, so the parts can depend on them (co-occurrence)
-        classes = [r.weighted(self._cum) for _ in range(r.i(*cfg.n_objects))]
-        probs = self.part_probabilities(DRIVING_CLASSES[k] for k in classes)
-        has = {p: r.chance(probs[p]) for p in OPTIONAL_DRIVING_PARTS}
+        # 1) objects and which parts appear
+        classes, has = self._plan(r)
         # 2) the ground plane, sky, buildings, lanes
         bg = _BackgroundRand(r, cfg, self._stream)
         road = _Road(S, bg)
