@@ -39,12 +39,14 @@ assets: _vendor/.versions
 _vendor/.versions: scripts/fetch_web_assets.sh
 	bash scripts/fetch_web_assets.sh
 
-# Debian's Chromium and its driver, for the rendered-page check.
+# Debian's Chromium and its driver, for the rendered-page check; and the system libraries
+# OpenCV's wheel loads (libGL, glib), which Quantus and grad-cam import through cv2.
 chromium:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
+	  ldconfig -p | grep -q 'libGL.so.1 ' && ldconfig -p | grep -q 'libgthread-2.0.so.0 ' || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver libgl1 libglib2.0-0 >/dev/null; }
 
 book: $(STAMP) assets
 	$(BIN)/jupyter-book build . $(JB_FLAGS)

@@ -21,11 +21,14 @@ floor holds what its siblings stand on.
   saliency methods, score one image, summarise a set) | ``baselines``
   (pixel LOST, centred box) | ``knn`` (DINO's weighted k-NN) |
   ``viz_panels`` (figures that set models side by side, one colour scale per
-  panel kind), standing on its base ``saliency`` (attention, LOST, TokenCut,
-  class maps) | ``viz``;
+  panel kind), over ``parts`` (per-part scores of any map: relevance mass
+  and rank accuracy, pointing game, mass ratio, overall activation,
+  measurability), standing on its base ``saliency`` (attention, LOST,
+  TokenCut, class maps) | ``viz``;
 * floor 1 -- ``models`` | ``features`` | ``losses`` | ``schedules`` |
-  ``metrics`` | ``data``, standing on its base ``runs`` (run cache, atomic
-  I/O);
+  ``metrics`` | ``stats`` (the pre-registered hierarchical bootstrap,
+  p-values, Holm, verdicts) | ``data``, standing on its base ``runs`` (run
+  cache, atomic I/O);
 * floor 0 -- ``config`` (resolve a chapter's parameters) over ``profiles``
   (the chapter tables and DINO recipes, plain data) over ``params`` (how a
   parameter is declared; imports nothing of dinosal).

@@ -17,7 +17,11 @@ raw-pixel baseline, so their numbers compare. One path, three steps:
    part, long format);
 3. **summarise a set** -- :func:`summarise` into :class:`LocalisationScores`,
    and :func:`pooled_ratio` for the region rows (share over area pooled over
-   images).
+   images); per part, for any map kind of :data:`MAP_KINDS`
+   (:func:`kind_map`): :func:`part_scores_of` (relevance mass and rank
+   accuracy, pointing game, mass ratio, overall activation, as
+   :class:`dinosal.parts.PartScores`) and :func:`measurability_of` (the
+   share of positive key dot products, :class:`dinosal.parts.Measurability`).
 
 :func:`localisation_scores` is the three steps on synthetic samples, LOST
 only (no TokenCut); the DINO chapters and the recipe benchmark report it.
@@ -50,6 +54,8 @@ import torch
 from .data.sample import GroundTruth, Sample, truth_of
 from .features import LastBlockTap, to_batch
 from .metrics import box_iou, mask_iou, mass_share, pointing_game
+from .parts import Measurability, PartScores, measurability, part_scores
+from .parts import pooled_ratio as _pooled_ratio
 from .saliency.attention import AttentionMaps, cls_attention
 from .saliency.grid import upsample
 from .saliency.lost import LostResult, lost
@@ -65,6 +71,10 @@ __all__ = [
     "OBJECTS",
     "region_rows",
     "pooled_ratio",
+    "MAP_KINDS",
+    "kind_map",
+    "part_scores_of",
+    "measurability_of",
     "LocalisationScores",
     "summarise",
     "localisation_scores",
@@ -286,9 +296,74 @@ def region_rows(m: MethodMaps, truth: GroundTruth) -> list[dict]:
 
 def pooled_ratio(share, area) -> float:
     """``mean(share) / mean(area)`` over images: how much more of the map's mass
-    a region holds than its area (1 = as a uniform map). NaN if the region never appears."""
-    a = float(np.mean(area))
-    return float(np.mean(share)) / a if a > 0 else float("nan")
+    a region holds than its area (1 = as a uniform map). NaN if the region never appears.
+    One implementation: :func:`dinosal.parts.pooled_ratio` (``ValueError`` for no images or
+    lengths that disagree)."""
+    return _pooled_ratio(np.asarray(share, dtype=np.float64).reshape(-1), np.asarray(area, dtype=np.float64).reshape(-1))
+
+
+MAP_KINDS = ("inverse degree", "correlation", "LOST mask", "composite", "attention", "attention head",
+             "TokenCut", "TokenCut mask")
+"""The map kinds of a :class:`MethodMaps` that :func:`kind_map` returns (class maps come from
+:mod:`dinosal.saliency.classmaps` and go to :func:`dinosal.parts.part_scores` directly).
+"correlation" (LOST's summed similarities) and "TokenCut" (the Fiedler vector) take both signs:
+score them with ``transform="clip"`` or ``"minmax"``."""
+
+
+def kind_map(m: MethodMaps, kind: str, head: Optional[int] = None) -> np.ndarray:
+    """One map of ``m`` as an (H, W) float64 pixel map (upsampled by the patch, cropped).
+
+    kind: one of :data:`MAP_KINDS`: the LOST inverse degree ``1 / (deg + 1)``, its correlation
+    ``M``, its region (``LOST mask``, the correlation region, 0/1), the composite (inverse degree
+    inside the region), the mean-head CLS attention, one head's attention (``head``: its index,
+    chosen on the validation split), TokenCut's eigenvector and its mask (0/1).
+    Raises ``ValueError`` for an unknown kind, a kind that was not run (no attention, no
+    TokenCut) or a missing/out-of-range ``head``.
+    """
+    if kind not in MAP_KINDS:
+        raise ValueError(f"kind must be one of {MAP_KINDS}, got {kind!r}")
+    if kind.startswith("attention") and m.attention is None:
+        raise ValueError(f"kind {kind!r}: this backbone has no attention")
+    if kind.startswith("TokenCut") and m.tokencut is None:
+        raise ValueError(f"kind {kind!r}: TokenCut was not run (tau=None)")
+    if kind == "attention head":
+        if head is None or not 0 <= int(head) < m.attention.num_heads:
+            raise ValueError(f"head must be an index in [0, {m.attention.num_heads}) for kind 'attention head', "
+                             f"got {head!r}")
+    grid = {
+        "inverse degree": lambda: m.lost.inverse_degree,
+        "correlation": lambda: m.lost.correlation,
+        "LOST mask": lambda: m.lost.mask,
+        "composite": lambda: m.lost.composite,
+        "attention": lambda: m.attention.mean,
+        "attention head": lambda: m.attention.heads[int(head)],
+        "TokenCut": lambda: m.tokencut.eigvec,
+        "TokenCut mask": lambda: m.tokencut.mask,
+    }[kind]()
+    return m.to_pixels(np.asarray(grid, dtype=np.float64))
+
+
+def part_scores_of(maps: Sequence[MethodMaps], truths: Sequence, kind: str, head: Optional[int] = None,
+                   parts: Optional[Sequence[str]] = None, transform: str = "none", rank_ties: str = "share",
+                   point_ties: str = "any") -> PartScores:
+    """Per-part scores of one map kind on a set: :func:`kind_map` of each image, then
+    :func:`dinosal.parts.part_scores` (see it for ``truths``, ``parts``, ``transform`` and the tie
+    rules; :func:`dinosal.transfer_sets.scene_truth` gives the pre-registered parts). ``maps`` and
+    ``truths`` pair up by position. Raises ``ValueError`` for no images or lengths that disagree."""
+    if len(maps) == 0:
+        raise ValueError("maps is empty")
+    if len(maps) != len(truths):
+        raise ValueError(f"maps has {len(maps)} images but truths has {len(truths)}")
+    return part_scores([kind_map(m, kind, head) for m in maps], truths, parts, transform, rank_ties, point_ties)
+
+
+def measurability_of(maps: Sequence[MethodMaps], threshold: Optional[float] = None) -> Measurability:
+    """The pre-registered measurability check of one model from its LOST degrees on a set
+    (:func:`dinosal.parts.measurability`; ``threshold`` None: 0.95)."""
+    if len(maps) == 0:
+        raise ValueError("maps is empty")
+    kw = {} if threshold is None else {"threshold": threshold}
+    return measurability(degrees=[m.lost.degree for m in maps], **kw)
 
 
 @dataclass(frozen=True)
