@@ -43,9 +43,11 @@ import numpy as np
 
 from . import runs, zoo
 from .data.sample import GroundTruth, part_masks, truth_from_boxes, truth_of
+from .parts import MEASURABLE_MAX, overall_activation  # one definition of each (dinosal.parts), re-exported here
 
 __all__ = ["TaskData", "Frame", "DATA_KIND", "VEHICLES", "CO_OCCURRING", "OA_MARGIN", "RATIO_MARGIN", "task_data", "task_set", "test_scenes",
-           "shows_preregistered", "preregistered_scenes", "scene_truth", "overall_activation", "output_dir"]
+           "shows_preregistered", "preregistered_scenes", "scene_truth", "overall_activation", "MEASURABLE_MAX",
+           "output_dir"]
 
 DATA_KIND = "transfer_data"
 VEHICLES = ("car", "truck", "bus", "motorcycle")
@@ -277,14 +279,6 @@ def scene_truth(scene) -> GroundTruth:
                 else np.zeros(truth.objects.shape, dtype=bool))
     background = np.logical_or.reduce([m for m in truth.parts.values()]) if truth.parts else ~truth.objects
     return GroundTruth(truth.boxes, truth.objects, {**truth.parts, "vehicles": vehicles, "background": background})
-
-
-def overall_activation(grid_map) -> float:
-    """The pre-registered overall activation of one map: the mean over patches of ``(s - min) /
-    (max - min)`` (what a per-image normalised figure shows), in [0, 1]; NaN for a constant map."""
-    s = np.asarray(grid_map, dtype=np.float64)
-    lo, hi = float(s.min()), float(s.max())
-    return float(np.mean((s - lo) / (hi - lo))) if hi > lo else float("nan")
 
 
 def output_dir(profile: str, out_dir=None) -> Path:
