@@ -71,7 +71,7 @@ check-html: $(STAMP) chromium
 	DINOSAL_HTML=$(HTML_SMOKE) $(BIN)/python -m pytest tests/test_html.py
 
 clean:
-	rm -rf _build .cache .pytest_cache _vendor
+	rm -rf _build .cache .pytest_cache _vendor _vendor_extra
 	find . -name __pycache__ -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 	find . -name .ipynb_checkpoints -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 	rm -rf lib/*.egg-info

@@ -25,12 +25,28 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+MISSING: list[str] = []
+"""Paths the pages asked the server for that the built book does not have (404)."""
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the built book quietly and records every request it cannot answer."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def send_error(self, code, message=None, explain=None):
+        if code == 404 and not self.path.endswith("favicon.ico"):  # the browser's own guess, not a page's
+            MISSING.append(self.path)
+        super().send_error(code, message, explain)
+
+
 @pytest.fixture(scope="module")
 def site():
     root = Path(HTML)
     assert (root / "index.html").exists(), f"no built book at {root}"
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
+    MISSING.clear()
+    handler = functools.partial(_Handler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield root, f"http://127.0.0.1:{server.server_port}"
@@ -140,6 +156,8 @@ MathJax.startup.promise.then(() => done('settled'), e => done('failed: ' + e));
 
 
 def test_every_page_renders_offline(site, browser):
+    """Every page: math typeset, figures loaded, widgets rendered, nothing fetched from outside the
+    book and nothing asked for that the book lacks (a 404, e.g. the widget manager's fonts)."""
     root, base = site
     pages = _pages(root)
     assert "index.html" in pages or any(p.endswith("intro.html") for p in pages)
@@ -159,6 +177,7 @@ def test_every_page_renders_offline(site, browser):
             ".filter(n => !n.startsWith(location.origin) && !n.startsWith('data:'))"
         )
         assert not outside, f"{page}: resources requested from outside the book: {outside}"
+    assert not MISSING, f"files the pages asked for and the book does not have: {sorted(set(MISSING))}"
     assert seen["math"] >= 1, "no page had typeset math"
     assert seen["images"] >= 1, "no page had a figure"
     assert seen["widgets"] >= 1, "no page rendered a widget"
