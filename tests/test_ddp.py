@@ -6,53 +6,29 @@ library initialises the process group itself.
 """
 
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
+from gloo_workers import run_workers
 from test_train_dino import tiny_config, tiny_data
 
 STEPS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
+def _worker(rank: int, world: int, out_dir: str) -> None:
     from dinosal.train.dino import train_dino
 
     cfg = tiny_config(batch_size=4, epochs=1, steps_per_epoch=STEPS, device="cpu")
-    try:
-        result = train_dino(cfg, tiny_data(n=32))
-        assert dist.get_world_size() == world and dist.get_backend() == "gloo"
-        torch.save({"log": result.log, "center": result.center,
-                    "teacher": result.teacher.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    result = train_dino(cfg, tiny_data(n=32))
+    torch.save({"log": result.log, "center": result.center,
+                "teacher": result.teacher.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_two_processes_match_one_process(tmp_path):
     from dinosal.train.dino import train_dino
 
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, str(tmp_path))) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(100)
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    run_workers(_worker, 2, tmp_path, timeout=100)
 
     # one process, global batch 8 = the two ranks' batches of 4
     single = train_dino(tiny_config(batch_size=8, epochs=1, steps_per_epoch=STEPS, device="cpu"), tiny_data(n=32))

@@ -2,13 +2,13 @@
 
 import math
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from sklearn.metrics import accuracy_score, average_precision_score, confusion_matrix
+
+from gloo_workers import run_workers
 
 from dinosal.data.sample import Sample
 from dinosal.data.synthetic import DrivingConfig, DrivingScenes, SingleVehicles, VehicleConfig
@@ -363,41 +363,18 @@ def test_bad_input_names_the_parameter_and_the_problem():
 STEPS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_cfg(batch_size):
     return tiny_cfg(mode="finetune", loss="bce", batch_size=batch_size, epochs=1, steps_per_epoch=STEPS, lr=0.05,
                     device="cpu")
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    try:
-        result = train_transfer(_ddp_cfg(batch_size=4), tiny_vit(), driving(n=24))
-        assert dist.get_world_size() == world and dist.get_backend() == "gloo"
-        torch.save({"log": result.log, "model": result.model.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+def _worker(rank: int, world: int, out_dir: str) -> None:
+    result = train_transfer(_ddp_cfg(batch_size=4), tiny_vit(), driving(n=24))
+    torch.save({"log": result.log, "model": result.model.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, str(tmp_path))) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    run_workers(_worker, 2, tmp_path)
 
     single = train_transfer(_ddp_cfg(batch_size=8), tiny_vit(), driving(n=24))   # 8 = the two ranks' 4 + 4
     for rank in range(2):
