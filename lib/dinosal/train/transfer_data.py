@@ -154,17 +154,26 @@ def precompute_features(model: nn.Module, dataset, transform, batch_size: int = 
     gradients. Returns ``(features, targets)`` on the model's device:
     ``(n, F)`` or ``(n, N, D)``, and the stacked targets. The model's train
     mode is restored."""
+    device = _param_device(model)
+    feats, targets = _eval_outputs(model, model.features, dataset, transform, batch_size, device)
+    return feats, targets.to(device)
+
+
+@torch.no_grad()
+def _eval_outputs(model: nn.Module, fn, dataset, transform, batch_size: int, out_device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``fn`` (the model's forward or its ``features``) over ``dataset`` in eval mode, batch by batch:
+    ``(outputs as float on out_device, stacked targets)``; the model's train mode is restored."""
     was = model.training
     model.eval()
     device = _param_device(model)
-    feats, targets = [], []
+    outs, targets = [], []
     try:
         for x, t in _batches(dataset, transform, batch_size):
-            feats.append(model.features(x.to(device)).float())
-            targets.append(t.to(device))
+            outs.append(fn(x.to(device)).float().to(out_device))
+            targets.append(t)
     finally:
         model.train(was)
-    return torch.cat(feats), torch.cat(targets)
+    return torch.cat(outs), torch.cat(targets)
 
 
 def loss_of(model: nn.Module) -> str:
@@ -191,17 +200,8 @@ def predict(model: nn.Module, dataset, img_size: int, loss: Optional[str] = None
     backbone = getattr(model, "backbone", model)
     n_classes = int(model.head.linear.out_features) if hasattr(model, "head") else None
     transform = TransferTransform(loss, n_classes, img_size, patch_size_of(backbone), train=False)
-    was = model.training
-    model.eval()
-    device = _param_device(model)
-    scores, targets = [], []
-    try:
-        for x, t in _batches(dataset, transform, batch_size):
-            scores.append(model(x.to(device)).float().cpu())
-            targets.append(t)
-    finally:
-        model.train(was)
-    return torch.cat(scores).numpy(), torch.cat(targets).numpy()
+    scores, targets = _eval_outputs(model, model, dataset, transform, batch_size, "cpu")
+    return scores.numpy(), targets.numpy()
 
 
 def evaluate_transfer(model: nn.Module, dataset, img_size: int, loss: Optional[str] = None,
