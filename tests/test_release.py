@@ -139,6 +139,34 @@ def test_fp16_release_is_close_and_snapshots_round_trip(trained, weights):
         release.load_artifact_backbone(art, snapshot=3)
 
 
+def test_an_entry_without_snapshots_materialises_and_the_zoo_finds_none(trained, weights, monkeypatch):
+    spec, path = trained
+    entry = release.export_artifact(path, "dino_world__seed1", "smoke", METRICS, snapshots=False)
+    assert sorted(entry.files) == sorted([BACKBONE, CONFIG_JSON, LOG_CSV])
+    assert not (entry.folder / "snapshots").exists()
+    with_snaps = release.export_artifact(path, "dino_world__seed1", "smoke", METRICS)  # the folder is replaced
+    assert sorted(with_snaps.files) == sorted([BACKBONE, CONFIG_JSON, LOG_CSV, *SNAPSHOTS])
+    again = release.export_artifact(path, "dino_world__seed1", "smoke", METRICS, snapshots=False)
+    assert again.files == entry.files and not (again.folder / "snapshots").exists()
+    assert [e.name for e in release.entries()] == ["dino_world__seed1"]
+
+    monkeypatch.setattr(zoo, "train_dino", lambda *a, **k: pytest.fail("trained although the model is released"))
+    model, card = zoo.get("dino_world", "smoke", progress=False)
+    assert card.source == "released" and zoo.snapshots(card) == {}
+    assert release.snapshot_paths(card.path) == {} and not model.training
+    with pytest.raises(KeyError, match="no snapshot of step 0"):
+        release.load_artifact_backbone(card.path, snapshot=0)
+
+
+def test_the_seed_variants_of_a_recipe_are_released_without_snapshots():
+    snaps = {name: zoo.release_snapshots(name, "cpu") for name, _ in zoo.catalogue("cpu")}
+    seeds = {f"dino_world__seed{s}" for s in zoo.recipe("dino_world", "cpu").release_seeds}
+    assert seeds and seeds <= set(snaps)
+    assert {n for n, keep in snaps.items() if not keep} == seeds
+    assert snaps["dino_world"] and snaps["dino_driving"]
+    assert zoo.release_snapshots("dino_world__seed7", "cpu") and zoo.release_snapshots("nosuch__seed1", "cpu")
+
+
 def test_a_corrupted_or_missing_file_is_a_clear_error_never_a_retrain(trained, weights):
     _, path = trained
     entry = release.export_artifact(path, "dino_world", "smoke", METRICS)

@@ -23,7 +23,12 @@ checkpoints (:mod:`dinosal.release`):
   beside the released ones;
 * ``release --from-cache [--profile cpu] [--names ...] [--dtype float16]``
   (``make release``): write ``weights/<name>/`` and the manifest from the
-  run cache;
+  run cache: every DINO model of the catalogue (one missing from the run
+  cache is an error: ``make weights``), then every transfer of
+  ``dinosal.transfers.catalogue(profile)`` the run cache holds (one missing
+  is named and skipped: transfers are trained by ``transfers`` below);
+  snapshots as ``zoo.release_snapshots`` / ``transfers.release_snapshots``
+  decide;
 * ``verify [--profile P]``: check the sha256 of every released file (exit 1
   on a mismatch);
 * ``transfers [--profile cpu] [--names ...] [--seeds 0 1] [--parent-seeds ...]
@@ -187,14 +192,38 @@ def _weights(args) -> int:
 def _release(args) -> int:
     from tqdm.auto import tqdm
 
-    models = _catalogue(args.profile, args.names)
+    from . import transfers
+
+    models = _catalogue(args.profile, None)
+    moved = transfers.catalogue(args.profile)
+    if args.names:
+        every = [n for n, _ in models] + [n for n, _ in moved]
+        unknown = sorted(set(args.names) - set(every))
+        if unknown:
+            raise _CliError(f"profile {args.profile!r} releases no model {unknown}; it has {every}")
+        models = [(n, spec) for n, spec in models if n in set(args.names)]
+        moved = [(n, s) for n, s in moved if n in set(args.names)]
     missing = [f"{name} ({_artifact(spec)})" for name, spec in models if not (_artifact(spec) / runs.MANIFEST).is_file()]
     if missing:
         raise _CliError(f"not in the run cache: {', '.join(missing)}; train them first (make weights)")
     for name, spec in tqdm(models, desc=f"release {args.profile}", unit="model"):
         path = _artifact(spec)
-        entry = release.export_artifact(path, name, args.profile, _metrics(name, spec, path), dtype=args.dtype)
+        entry = release.export_artifact(path, name, args.profile, _metrics(name, spec, path), dtype=args.dtype,
+                                        snapshots=zoo.release_snapshots(name, args.profile))
         tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
+    skipped = []
+    for name, s in tqdm(moved, desc=f"release {args.profile} transfers", unit="model"):
+        path = transfers.artifact_dir(s)
+        if not (path / runs.MANIFEST).is_file():
+            skipped.append(name)
+            tqdm.write(f"{name}: not in the run cache ({path}); skipped (train it with {RELEASE_PROG} transfers "
+                       f"--profile {args.profile})")
+            continue
+        entry = release.export_artifact(path, name, args.profile, dtype=args.dtype,
+                                        snapshots=transfers.release_snapshots(name, args.profile))
+        tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
+    if skipped:
+        print(f"{len(skipped)} of {len(moved)} transfers not in the run cache, not released: {', '.join(skipped)}")
     everything = release.entries()
     total = sum(e.size_bytes for e in everything)
     print(f"{release.release_root()}: {len(everything)} entries, {total / 1e6:.1f} MB"

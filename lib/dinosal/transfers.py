@@ -19,9 +19,16 @@ parent, :func:`file_spec` a checkpoint file the reader names.
   defaults). The parent's *name* is not in the key.
 * **Resolution**, as :func:`dinosal.zoo.train_cached`: the run cache, then a
   released checkpoint of that key (:func:`dinosal.release.find` with kind
-  ``"transfer"``; none is released yet: releases start from the frozen
-  pretrained model), then training (``checkpoint.pth``, ``log.csv``,
-  ``snapshots/``; its manifest records the validation scores).
+  ``"transfer"``, sha256 checked, copied into the cache by
+  :func:`dinosal.release.materialise`: ``classifier.safetensors``), then
+  training (``checkpoint.pth``, ``log.csv``, ``snapshots/``; its manifest
+  records the validation scores). :func:`load`, :func:`snapshots` and
+  :func:`load_snapshot` read either artifact alike.
+* **Release** (``make release``): :func:`catalogue` lists the transfers the
+  chapter trains with its default parameters, named ``<name>__s<seed>``;
+  they are released when the run cache holds them (they are trained by
+  ``python -m dinosal.cli transfers``), with their snapshots only where the
+  chapter draws its fine-tuning strip (:func:`release_snapshots`).
 * **Seeds.** ``parent_seed``: the pretraining seed of a DINO parent (the
   recipe with ``DinoConfig.seed`` replaced, trained or found like any zoo
   model) or the init seed of ``random``; ``seed``: the transfer's own.
@@ -53,7 +60,7 @@ import torch
 from . import release, runs, transfer_sets, zoo
 from .profiles import PROBE_SUFFIX, TRANSFER_ARMS, TRANSFER_TASKS, TransferTask, transfer_names
 from .train.runtime import SNAPSHOT_DIR
-from .train.transfer import CHECKPOINT, LOG_CSV, backbone_from_file, load_transfer, train_transfer
+from .train.transfer import CHECKPOINT, LOG_CSV, backbone_from_file, train_transfer
 from .train.transfer_config import RUN_CONTROL_FIELDS, TransferConfig
 from .train.transfer_data import evaluate_transfer
 from .transfer_sets import TaskData
@@ -61,9 +68,10 @@ from .transfer_sets import TaskData
 __all__ = ["TRANSFER_KIND", "SELECTION_KIND", "ParentRef", "TaskData", "TransferSpec", "TransferKey", "TransferCard",
            "Selection", "names", "parse", "task", "transfer_config", "spec", "file_spec", "key_view", "model_key",
            "artifact_dir", "parent_backbone", "train_cached", "resolve", "load", "get", "snapshots", "load_snapshot",
-           "metric_of", "grid", "choose", "select", "scores_on_test", "recipe_table"]
+           "metric_of", "grid", "choose", "select", "scores_on_test", "recipe_table", "release_name", "catalogue",
+           "release_snapshots"]
 
-TRANSFER_KIND = "transfer"
+TRANSFER_KIND = release.TRANSFER_KIND
 SELECTION_KIND = "transfer_selection"
 
 
@@ -317,12 +325,10 @@ class TransferCard:
 
 
 def load(s: TransferSpec) -> tuple[torch.nn.Module, TransferCard]:
-    """``(classifier in eval mode, TransferCard)`` of transfer ``s`` (resolved as :func:`resolve`)."""
+    """``(classifier in eval mode, TransferCard)`` of transfer ``s`` (resolved as :func:`resolve`; trained
+    or materialised from a release, read by :func:`dinosal.release.load_artifact_classifier`)."""
     path, source = resolve(s)
-    if not (path / CHECKPOINT).is_file():
-        raise FileNotFoundError(f"{path / CHECKPOINT}: no transfer checkpoint (a released transfer is not "
-                                "readable yet: its format comes with the first transfer release)")
-    ck = load_transfer(path / CHECKPOINT)
+    ck = release.load_artifact_classifier(path)  # checkpoint.pth, or classifier.safetensors of a release
     manifest = runs.read_manifest(path)
     card = TransferCard(s.name, s.profile, s.parent, s.task, s.mode, s.parent_seed, s.config.seed, model_key(s),
                         str(path), source, int(manifest.get("training", {}).get("steps", 0)),
@@ -337,7 +343,9 @@ def get(name: str, profile: str, parent_seed: Optional[int] = None, seed: int = 
 
 
 def snapshots(card: TransferCard) -> dict[int, Path]:
-    """``{step: path}`` of the snapshots the transfer kept (its config's ``snapshot_steps``)."""
+    """``{step: path}`` of the snapshots the transfer kept (its config's ``snapshot_steps``): ``.pth`` when
+    trained here, ``.safetensors`` when released; empty for a release without snapshots
+    (:func:`release_snapshots`)."""
     return release.snapshot_paths(card.path)
 
 
@@ -346,7 +354,7 @@ def load_snapshot(card: TransferCard, step: int) -> torch.nn.Module:
     paths = snapshots(card)
     if step not in paths:
         raise KeyError(f"transfers: {card.name} kept no snapshot of step {step}; kept: {sorted(paths)}")
-    return load_transfer(paths[step]).model.eval()
+    return release.load_classifier(paths[step]).model.eval()
 
 
 def scores_on_test(model: torch.nn.Module, s: TransferSpec, n: int):
@@ -473,3 +481,64 @@ def recipe_table(profile: str):
             col[f"{mode}: grid lr x epochs"] = f"{tuple(g.get('lr', ()))} x {tuple(g.get('epochs', ()))}"
         cols[name] = col
     return pd.DataFrame(cols)
+
+
+# ---------------------------------------------------------------- what the release publishes
+
+
+def release_name(s: TransferSpec) -> str:
+    """The release entry name of ``s``: ``<name>__s<seed>`` (``dino_world__bce_driving__s0``), with the
+    parent's pretraining seed when one is chosen, ``<name>__p<parent seed>__s<seed>``; plain identifiers,
+    unique over the catalogue and apart from the zoo's names (no zoo name ends in ``__s<digits>``)."""
+    return _release_name(s.name, s.parent_seed, s.config.seed)
+
+
+def _release_name(name: str, parent_seed: Optional[int], seed: int) -> str:
+    return f"{name}{'' if parent_seed is None else f'__p{parent_seed}'}__s{seed}"
+
+
+def _chapter_runs(profile: str) -> tuple[list[str], list[Optional[int]], list[int], dict]:
+    """The transfer chapter's runs with its default parameters (``profile_params("transfer", profile)``):
+    fine-tuned arms then their probes, parent seeds, seeds, and the lr/epochs of each (task, mode) -- the
+    validation grid's winners when the chapter selects and the grid is in the run cache, else the table's."""
+    from .config import profile_params
+
+    P = profile_params("transfer", profile)
+    arms = list(P.arms) if P.arms else names(profile, probes=False)
+    run_names = arms + ([n + PROBE_SUFFIX for n in arms] if P.probes else [])
+    chosen = {}
+    for task_name, mode in dict.fromkeys(parse(n)[1:] for n in run_names) if P.select else ():
+        sel = select(task_name, profile, mode, data_root=P.data_root, only_cached=True)
+        chosen[task_name, mode] = sel.best if sel is not None else {}
+    return run_names, list(P.parent_seeds) if P.parent_seeds else [None], list(P.seeds), chosen
+
+
+def catalogue(profile: str) -> list[tuple[str, TransferSpec]]:
+    """Every transfer model the transfer chapter of ``profile`` trains with its default parameters, as
+    ``(release name, TransferSpec)``: each arm fine-tuned, then its probe (:func:`names`), for every
+    parent seed (None: the recipe's own) and transfer seed of :class:`~dinosal.profiles.TransferParams`
+    (``TRANSFER_TABLE``), with the lr and epochs the chapter uses (:func:`_chapter_runs`). Names:
+    :func:`release_name`. Transfers on real data (the paper's tasks) are left out: they cannot be
+    released from here (as :func:`dinosal.zoo.catalogue`). This is what ``make release`` publishes when
+    the run cache holds it."""
+    run_names, parent_seeds, seeds, chosen = _chapter_runs(profile)
+    out = []
+    for name, ps, seed in itertools.product(run_names, parent_seeds, seeds):
+        _, task_name, mode = parse(name)
+        if task(task_name, profile).data not in ("driving", "vehicles"):
+            continue
+        s = spec(name, profile, parent_seed=ps, seed=seed, **chosen.get((task_name, mode), {}))
+        out.append((release_name(s), s))
+    return out
+
+
+def release_snapshots(name: str, profile: str) -> bool:
+    """Whether ``make release`` publishes the snapshots of catalogue transfer ``name``: only for the run
+    the chapter draws its fine-tuning strip from (the pretrained parent's ``__bce_driving`` fine-tune, else
+    the first ``__bce_driving`` arm; first parent seed, first seed, as book/transfer.ipynb picks it). Each
+    snapshot costs a whole classifier file; the other runs are released with their final weights only."""
+    run_names, parent_seeds, seeds, _ = _chapter_runs(profile)
+    arms = [n for n in run_names if n.endswith("__bce_driving")]
+    pretrained = next((p for p in ("dino_world", "dino_official") if any(parse(n)[0] == p for n in run_names)), None)
+    strip = f"{pretrained}__bce_driving" if f"{pretrained}__bce_driving" in arms else (arms or [None])[0]
+    return strip is not None and name == _release_name(strip, parent_seeds[0], seeds[0])

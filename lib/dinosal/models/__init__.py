@@ -39,6 +39,7 @@ from .checkpoints import (
     DINO_WEIGHTS_ENV,  # noqa: F401 - public, though not in __all__ (as before the split)
     CheckpointKeyError,
     LoadReport,
+    dino_backbone_from,
     extract_backbone_state,
     load_dino_backbone,
     load_dino_state,
@@ -78,6 +79,7 @@ __all__ = [
     "official_head_keys_to_parametrized",
     "load_dino_state",
     "load_dino_backbone",
+    "dino_backbone_from",
     "load_dino_timm",
     "official_weights_path",
 ]

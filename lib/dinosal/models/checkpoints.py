@@ -53,6 +53,7 @@ __all__ = [
     "LoadReport",
     "extract_backbone_state",
     "load_dino_backbone",
+    "dino_backbone_from",
     "load_dino_state",
     "load_dino_timm",
     "official_head_keys_to_parametrized",
@@ -137,7 +138,8 @@ def extract_backbone_state(
     ``cls_token, pos_embed, patch_embed.proj.weight, blocks.N.attn.qkv.weight,
     ..., norm.weight``), or a training checkpoint with ``'teacher'`` /
     ``'student'`` entries whose keys carry ``module.`` and/or ``backbone.``
-    prefixes and ``head.`` entries (the DINO head, dropped here), or a
+    prefixes and ``head.`` entries (the DINO head, dropped here, as is the
+    ``mask_token`` of a student trained with iBOT's patch term), or a
     wrapper's state dict (under ``'model'`` or bare) whose backbone keys carry
     ``backbone.`` -- a transferred classifier's checkpoint -- where every key
     without that prefix (the classifier head) is dropped. Returns
@@ -160,7 +162,7 @@ def extract_backbone_state(
         state, dropped = {}, []
         for k, v in raw.items():
             k2 = _strip(k, ("module.",))
-            if k2.startswith("head."):
+            if k2.startswith("head.") or k2 == "mask_token":  # mask_token: an iBOT student's (dinosal.train)
                 dropped.append(k)
                 continue
             state[_strip(k2, ("backbone.",))] = v
@@ -376,9 +378,24 @@ def load_dino_backbone(
     table, a width with no DINO size and no ``heads``) raise ``ValueError``
     naming the file. Returns ``(model, LoadReport)``.
     """
-    source = str(path)
     _check_pos_interp(pos_interp, "load_dino_backbone: pos_interp")
-    ckpt = _read_checkpoint(path)
+    return dino_backbone_from(_read_checkpoint(path), str(path), model, which, heads, drop_path, pos_interp)
+
+
+def dino_backbone_from(
+    ckpt: Mapping,
+    source: str = "checkpoint",
+    model: Optional[nn.Module] = None,
+    which: str = "teacher",
+    heads: Optional[int] = None,
+    drop_path: float = 0.0,
+    pos_interp: str = "dino",
+) -> tuple[VisionTransformer, LoadReport]:
+    """:func:`load_dino_backbone` of a checkpoint already read: ``ckpt`` is
+    the mapping a ``.pth`` of one of its layouts holds (e.g. rebuilt from a
+    released safetensors file), ``source`` names it in every error. Same
+    strictness, errors and return value."""
+    _check_pos_interp(pos_interp, f"{source}: pos_interp")
     state, layout, dropped = extract_backbone_state(ckpt, which, source=source)
     grid = _grid_of(state, source)
     cfg = _dinosal_config(ckpt, source) or {}

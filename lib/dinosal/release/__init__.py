@@ -2,14 +2,26 @@
 
 A fresh clone builds the book without training: every model the ``cpu``
 profile trains is released under ``weights/`` (:func:`release_root`), and the
-zoo resolves a model as run cache -> released checkpoint whose key and sha256
-match -> train. Layout::
+zoo (:mod:`dinosal.transfers` for the transfer models) resolves a model as
+run cache -> released checkpoint whose key and sha256 match -> train.
+Layout::
 
     weights/manifest.json                 {"format": 1, "entries": [Entry, ...]} (sorted by name)
-    weights/<name>/backbone.safetensors   the DINO teacher's backbone (timm key names, no head)
-    weights/<name>/config.json            the run cache's config of the model (TrainSpec as JSON)
+    weights/<name>/backbone.safetensors   kind "dino": the DINO teacher's backbone (timm key names, no head)
+    weights/<name>/classifier.safetensors kind "transfer": the whole classifier (backbone.* and head.* keys;
+                                          the checkpoint's config, class_names and step in the header)
+    weights/<name>/config.json            the run cache's config of the model (TrainSpec / TransferKey as JSON)
     weights/<name>/log.csv                the training log, one row per step
-    weights/<name>/snapshots/step_NNNNNN.safetensors   the teacher's backbone after NNNNNN steps
+    weights/<name>/snapshots/step_NNNNNN.safetensors   the weights after NNNNNN steps, as the final file
+                                          (optional: :func:`export_artifact` with ``snapshots=False`` keeps none)
+
+Names: a DINO model's catalogue name (``dino_world``, ``dino_world__seed1``,
+``theory__full_dino``: :func:`dinosal.zoo.catalogue`); a transfer's
+``<transfer name>__s<seed>`` (``dino_world__bce_driving__s0``; with a
+pretraining seed of the parent, ``<transfer name>__p<parent seed>__s<seed>``:
+:func:`dinosal.transfers.catalogue`). A transfer entry keeps its artifact
+manifest's ``"transfer"`` block (class names, parent, mode, ...) and
+validation scores, so a materialised transfer reads as a trained one.
 
 Tensors are stored in the entry's ``dtype`` (``float16`` by default, see
 :data:`DEFAULT_DTYPE`) and loaded as float32. ``config.json`` holds exactly
@@ -23,8 +35,9 @@ every file; :class:`ReleaseIntegrityError` names a corrupted or missing
 file -- never a silent retrain), :func:`materialise` (release entry -> run
 cache artifact, through :func:`dinosal.runs.cached`), :func:`load_backbone`,
 :func:`load_snapshot`, :func:`snapshot_paths` and :func:`load_artifact_backbone`
-(any ``dino`` artifact, trained or materialised), :func:`compare` (released
-vs retrained metrics).
+(any ``dino`` artifact, trained or materialised), :func:`load_classifier` and
+:func:`load_artifact_classifier` (any ``transfer`` file or artifact, trained or
+materialised), :func:`compare` (released vs retrained metrics).
 
 Writes are atomic and never touch a file this module did not write: a
 ``weights/<name>/`` folder holding a file its manifest entry does not list is
@@ -43,13 +56,16 @@ from .cache import materialise
 from .export import export_artifact
 from .store import (
     BACKBONE,
+    CLASSIFIER,
     CONFIG_JSON,
     DEFAULT_DTYPE,
     DTYPES,
     FORMAT,
     MANIFEST,
     RELEASE_DIR,
+    TRANSFER_KIND,
     WEIGHTS_ENV,
+    WEIGHTS_FILE,
     Entry,
     ReleaseIntegrityError,
     compare,
@@ -60,11 +76,18 @@ from .store import (
     sha256_file,
     verify,
 )
-from .tensors import load_artifact_backbone, load_backbone, load_snapshot, snapshot_paths
+from .tensors import (
+    load_artifact_backbone,
+    load_artifact_classifier,
+    load_backbone,
+    load_classifier,
+    load_snapshot,
+    snapshot_paths,
+)
 
 __all__ = [
-    "WEIGHTS_ENV", "RELEASE_DIR", "MANIFEST", "FORMAT", "DEFAULT_DTYPE", "DTYPES", "BACKBONE", "CONFIG_JSON",
-    "Entry", "ReleaseIntegrityError", "release_root", "entries", "find", "export_artifact", "verify",
-    "materialise", "load_backbone", "load_snapshot", "snapshot_paths", "load_artifact_backbone", "compare",
-    "sha256_file", "git_commit",
+    "WEIGHTS_ENV", "RELEASE_DIR", "MANIFEST", "FORMAT", "DEFAULT_DTYPE", "DTYPES", "BACKBONE", "CLASSIFIER",
+    "CONFIG_JSON", "TRANSFER_KIND", "WEIGHTS_FILE", "Entry", "ReleaseIntegrityError", "release_root", "entries", "find",
+    "export_artifact", "verify", "materialise", "load_backbone", "load_snapshot", "snapshot_paths",
+    "load_artifact_backbone", "load_classifier", "load_artifact_classifier", "compare", "sha256_file", "git_commit",
 ]

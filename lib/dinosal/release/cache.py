@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import runs
-from .store import CONFIG_JSON, Entry, ReleaseIntegrityError, verify
+from .store import CONFIG_JSON, TRANSFER_KIND, Entry, ReleaseIntegrityError, verify
 from .tensors import _read_json
 
 
@@ -26,13 +26,16 @@ def _replay(plain: Mapping) -> Any:
 def materialise(entry: Entry, cache_root=None) -> Path:
     """Verify ``entry``, then make it the run-cache artifact
     ``<cache>/<kind>/<key>/`` (through :func:`dinosal.runs.cached`: locked,
-    atomic; an existing artifact is returned as is). The artifact holds the
-    released files (``backbone.safetensors``, ``config.json``, ``log.csv``,
-    ``snapshots/*.safetensors``) and a manifest with ``"source": "release"``,
-    ``"release"`` (name, profile, dtype, commit, created, files),
-    the training's ``machine``, ``versions``, ``timings.build_seconds``,
-    ``training.steps``, ``commit`` and ``metrics``, and ``"materialised"``
-    (this machine, versions, time). Raises :class:`ReleaseIntegrityError`
+    atomic; an existing artifact is returned as is), for either kind. The
+    artifact holds the released files (``backbone.safetensors`` or
+    ``classifier.safetensors``, ``config.json``, ``log.csv``, the
+    ``snapshots/*.safetensors`` the entry lists, possibly none) and a
+    manifest with ``"source": "release"``, ``"release"`` (name, profile,
+    dtype, commit, created, files), the training's ``machine``,
+    ``versions``, ``timings.build_seconds``, ``training.steps``, ``commit``
+    and ``metrics``, a transfer's ``"transfer"`` block (as the trained
+    artifact's, so :func:`dinosal.transfers.load` reads both alike), and
+    ``"materialised"`` (this machine, versions, time). Raises :class:`ReleaseIntegrityError`
     for a corrupted or missing file, ``ValueError`` when ``config.json`` no
     longer gives ``entry.key`` (the library version changed: retrain)."""
     verify(entry)
@@ -40,8 +43,9 @@ def materialise(entry: Entry, cache_root=None) -> Path:
     replay = _replay(config)
     key = runs.config_key(entry.kind, replay)
     if key != entry.key:
+        how = "python -m dinosal.cli transfers" if entry.kind == TRANSFER_KIND else "make weights"
         raise ValueError(f"{entry.folder / CONFIG_JSON}: gives run-cache key {key} with this library, the release "
-                         f"manifest says {entry.key}; the release is stale (retrain with `make weights`)")
+                         f"manifest says {entry.key}; the release is stale (retrain with `{how}`)")
 
     def build(tmp: Path) -> dict:
         started = time.time()
@@ -52,7 +56,7 @@ def materialise(entry: Entry, cache_root=None) -> Path:
                 raise ReleaseIntegrityError(entry.folder / rel, expected, actual)
             runs.atomic_write_bytes(tmp / rel, data)
         release = {k: getattr(entry, k) for k in ("name", "profile", "dtype", "commit", "created", "files")}
-        return {
+        out = {
             "source": "release", "release": release, "machine": entry.machine, "versions": entry.versions,
             "commit": entry.commit, "metrics": entry.metrics, "training": {"steps": entry.steps},
             "timings": {"build_seconds": entry.train_seconds, "started": entry.created},
@@ -60,5 +64,8 @@ def materialise(entry: Entry, cache_root=None) -> Path:
                              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              "seconds": round(time.time() - started, 3)},
         }
+        if entry.transfer is not None:
+            out["transfer"] = entry.transfer
+        return out
 
     return runs.cached(entry.kind, replay, build, root=cache_root)

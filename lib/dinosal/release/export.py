@@ -1,4 +1,4 @@
-"""Export a cached DINO artifact into the release folder (see :mod:`dinosal.release`)."""
+"""Export a cached DINO or transfer artifact into the release folder (see :mod:`dinosal.release`)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Mapping
-
-import torch
+from typing import Iterable, Mapping, Optional
 
 from .. import runs
 from ..models import load_dino_state
 from ..train.dino import CHECKPOINT, LOG_CSV, SNAPSHOT_DIR
+from ..train.transfer import transfer_from_checkpoint
 from .store import (
-    BACKBONE,
     CONFIG_JSON,
     DEFAULT_DTYPE,
     DTYPES,
     KIND,
+    TRANSFER_KIND,
+    WEIGHTS_FILE,
     Entry,
     ReleaseIntegrityError,
     _folder_lock,
@@ -32,22 +32,57 @@ from .store import (
     git_commit,
     verify,
 )
-from .tensors import _cast, _expected_digest, _network, _read_safetensors, _safetensors_bytes, _torch_teacher
+from .tensors import (
+    _cast,
+    _expected_digest,
+    _network,
+    _read_safetensors,
+    _safetensors_bytes,
+    _torch_teacher,
+    _transfer_checkpoint,
+)
 
 
-def _artifact_files(cache_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Path]]:
-    """Final teacher backbone and ``{release path: source}`` of the snapshots of a dino artifact."""
+def _sources(cache_dir: Path, kind: str, snapshots: bool) -> dict[str, Path]:
+    """``{release path: source file}`` of an artifact's final weights and (``snapshots``) its snapshots:
+    a trained artifact's ``checkpoint.pth`` and ``snapshots/*.pth``, or a materialised one's
+    safetensors files."""
+    main = WEIGHTS_FILE[kind]
     if (cache_dir / CHECKPOINT).is_file():
-        state, _ = _torch_teacher(cache_dir / CHECKPOINT)
-    elif (cache_dir / BACKBONE).is_file():  # an artifact materialised from a release
-        state = _read_safetensors(cache_dir / BACKBONE, _expected_digest(cache_dir, BACKBONE))
+        out = {main: cache_dir / CHECKPOINT}
+    elif (cache_dir / main).is_file():  # an artifact materialised from a release
+        out = {main: cache_dir / main}
     else:
-        raise FileNotFoundError(f"{cache_dir}: neither {CHECKPOINT} nor {BACKBONE}: not a trained dino artifact")
-    snaps = {}
-    for p in sorted((cache_dir / SNAPSHOT_DIR).glob("step_*")):
+        raise FileNotFoundError(f"{cache_dir}: neither {CHECKPOINT} nor {main}: not a trained {kind} artifact")
+    for p in sorted((cache_dir / SNAPSHOT_DIR).glob("step_*")) if snapshots else ():
         if p.suffix in (".pth", ".safetensors"):
-            snaps[f"{SNAPSHOT_DIR}/{p.stem}.safetensors"] = p
-    return state, snaps
+            out[f"{SNAPSHOT_DIR}/{p.stem}.safetensors"] = p
+    return out
+
+
+def _dino_blob(cache_dir: Path, rel: str, src: Path, manifest: dict, net, meta: dict, dtype: str) -> bytes:
+    """The released file ``rel`` of a dino artifact: the teacher backbone of ``src``, checked against ``net``."""
+    if src.suffix == ".pth":
+        s, step = _torch_teacher(src)
+    else:
+        s = _read_safetensors(src, _expected_digest(cache_dir, rel))
+        step = int(src.stem.split("_")[1]) if rel.startswith(SNAPSHOT_DIR) else None
+    if rel == WEIGHTS_FILE[KIND]:  # the final weights: the run's step count
+        step = manifest.get("training", {}).get("steps")
+    load_dino_state(net, {k: v.float() if v.is_floating_point() else v for k, v in s.items()},
+                    source=str(src))  # strict: the config describes these weights
+    return _safetensors_bytes(_cast(s, dtype, str(src)), {**meta, "step": step})
+
+
+def _transfer_blob(cache_dir: Path, rel: str, src: Path, meta: dict, dtype: str) -> bytes:
+    """The released file ``rel`` of a transfer artifact: the whole classifier of ``src`` (checked by
+    rebuilding it), its config, class names and step in the header."""
+    ck = _transfer_checkpoint(src, _expected_digest(cache_dir, rel) if src.suffix == ".safetensors" else None)
+    state = ck["model"]
+    transfer_from_checkpoint({**ck, "model": {k: v.float() if v.is_floating_point() else v for k, v in state.items()}},
+                             str(src))  # strict: a classifier the loader rebuilds
+    extra = {"config": json.loads(ck["config"]), "class_names": list(ck["class_names"]), "step": int(ck["step"])}
+    return _safetensors_bytes(_cast(state, dtype, str(src)), {**meta, **extra})
 
 
 def _foreign_files(folder: Path, listed: Iterable[str]) -> list[str]:
@@ -76,30 +111,37 @@ def _same_release(old: Entry, new: Entry) -> bool:
     return not _foreign_files(old.folder, old.files)
 
 
-def export_artifact(cache_dir, name: str, profile: str, metrics: Mapping[str, float],
-                    dtype: str = DEFAULT_DTYPE, root=None) -> Entry:
-    """Release the cached DINO artifact ``cache_dir`` as ``<root>/<name>/``.
+def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mapping] = None,
+                    dtype: str = DEFAULT_DTYPE, root=None, snapshots: bool = True) -> Entry:
+    """Release the cached DINO or transfer artifact ``cache_dir`` as ``<root>/<name>/``.
 
-    ``cache_dir``: a ``dino`` run-cache artifact (``manifest.json`` and
-    ``checkpoint.pth``, or one materialised from a release), with ``log.csv``
-    and optional ``snapshots/``. Writes ``backbone.safetensors`` (the
-    teacher's backbone, no head, floating tensors cast to ``dtype``),
-    ``config.json`` (the artifact's run config), ``log.csv`` (copied) and one
-    ``snapshots/step_NNNNNN.safetensors`` per snapshot; then replaces the
-    manifest entry of ``name``. ``metrics``: held-out metrics (name ->
-    number). Provenance from the artifact's manifest: steps
-    (``training.steps``), wall time (``timings.build_seconds``), machine,
-    versions, and its ``commit`` if it has one, else :func:`git_commit` now.
+    ``cache_dir``: a ``dino`` or ``transfer`` run-cache artifact
+    (``manifest.json`` and ``checkpoint.pth``, or one materialised from a
+    release), with ``log.csv`` and optional ``snapshots/``. Writes the final
+    weights (dino: ``backbone.safetensors``, the teacher's backbone, no
+    head; transfer: ``classifier.safetensors``, the whole classifier with
+    its config, class names and step in the header; floating tensors cast
+    to ``dtype``), ``config.json`` (the artifact's run config), ``log.csv``
+    (copied) and, with ``snapshots``, one ``snapshots/step_NNNNNN.safetensors``
+    per snapshot (``snapshots=False``: none, the entry lists none); then
+    replaces the manifest entry of ``name``. ``metrics``: held-out metrics
+    (dino: name -> number; None: the artifact manifest's ``"metrics"``, for
+    a transfer its validation scores, kept as they are). Provenance from the
+    artifact's manifest: steps (``training.steps``), wall time
+    (``timings.build_seconds``), machine, versions, its ``"transfer"`` block
+    (a transfer's name, parent, mode, class names...), and its ``commit`` if
+    it has one, else :func:`git_commit` now.
 
     The files are written into a temporary folder beside the entry and moved
     into place, then the manifest is replaced (atomic). Raises
     ``FileExistsError`` (nothing changed) when ``<root>/<name>/`` holds a
     file its manifest entry does not list; ``ValueError`` for a bad name,
-    dtype, an artifact that is not ``dino``, or weights that do not load
-    into the network its config describes; ``FileNotFoundError`` for missing
-    artifact files. Returns the new :class:`Entry`; an export that would
-    change nothing but the creation time leaves the release as it is and
-    returns the existing entry (re-releasing gives no diff).
+    dtype, an artifact of another kind, or weights that do not load into
+    the network its config describes (a transfer: the classifier its
+    checkpoint describes); ``FileNotFoundError`` for missing artifact files.
+    Returns the new :class:`Entry`; an export that would change nothing but
+    the creation time leaves the release as it is and returns the existing
+    entry (re-releasing gives no diff).
     """
     cache_dir, root = Path(cache_dir), _root(root)
     if not name or name.startswith(".") or "/" in name or "\\" in name or name != name.strip():
@@ -110,38 +152,43 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Mapping[str, fl
         manifest = runs.read_manifest(cache_dir)
     except FileNotFoundError:
         raise FileNotFoundError(f"{cache_dir}: no {runs.MANIFEST}: not a run-cache artifact") from None
-    if manifest.get("kind") != KIND:
-        raise ValueError(f"{cache_dir}: artifact of kind {manifest.get('kind')!r}; only {KIND!r} can be released")
+    kind = manifest.get("kind")
+    if kind not in WEIGHTS_FILE:
+        raise ValueError(f"{cache_dir}: artifact of kind {kind!r}; only {sorted(WEIGHTS_FILE)} can be released")
     if not (cache_dir / LOG_CSV).is_file():
         raise FileNotFoundError(f"{cache_dir / LOG_CSV}: no training log to release")
     config = manifest["config"]
-    state, snaps = _artifact_files(cache_dir)
-    net = _network(config, cache_dir / runs.MANIFEST)
+    sources = _sources(cache_dir, kind, snapshots)
 
     blobs: dict[str, bytes] = {}
-    meta = {"content": "dino teacher backbone", "key": manifest["key"], "dtype": dtype}
-    for rel, src in [(BACKBONE, None), *snaps.items()]:
-        if src is None:
-            s, step = state, manifest.get("training", {}).get("steps")
-        elif src.suffix == ".pth":
-            s, step = _torch_teacher(src)
-        else:
-            s = _read_safetensors(src, _expected_digest(cache_dir, f"{SNAPSHOT_DIR}/{src.name}"))
-            step = int(src.stem.split("_")[1])
-        load_dino_state(net, {k: v.float() if v.is_floating_point() else v for k, v in s.items()},
-                        source=str(src or cache_dir / CHECKPOINT))  # strict: the config describes these weights
-        blobs[rel] = _safetensors_bytes(_cast(s, dtype, str(src or cache_dir)), {**meta, "step": step})
+    if kind == KIND:
+        net = _network(config, cache_dir / runs.MANIFEST)
+        meta = {"content": "dino teacher backbone", "key": manifest["key"], "dtype": dtype}
+        for rel, src in sources.items():
+            blobs[rel] = _dino_blob(cache_dir, rel, src, manifest, net, meta, dtype)
+    else:
+        meta = {"content": "transfer classifier", "key": manifest["key"], "dtype": dtype}
+        for rel, src in sources.items():
+            blobs[rel] = _transfer_blob(cache_dir, rel, src, meta, dtype)
     blobs[CONFIG_JSON] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     blobs[LOG_CSV] = (cache_dir / LOG_CSV).read_bytes()
 
+    if metrics is None:
+        metrics = manifest.get("metrics") or {}
+    if kind == KIND:
+        metrics = {k: float(v) for k, v in dict(metrics).items()}
+    else:
+        metrics = json.loads(json.dumps(dict(metrics)))  # plain JSON, as the manifest stores it
     training = manifest.get("training", {})
     entry = Entry(
-        name=name, profile=profile, kind=KIND, key=manifest["key"],
+        name=name, profile=profile, kind=kind, key=manifest["key"],
         files={rel: hashlib.sha256(b).hexdigest() for rel, b in sorted(blobs.items())}, dtype=dtype,
         steps=int(training.get("steps", 0)), train_seconds=float(manifest.get("timings", {}).get("build_seconds", 0.0)),
         machine=manifest.get("machine", {}), commit=manifest.get("commit") or git_commit(),
-        versions=manifest.get("versions", {}), metrics={k: float(v) for k, v in dict(metrics).items()},
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), root=str(root),
+        versions=manifest.get("versions", {}), metrics=metrics,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        transfer=json.loads(json.dumps(manifest["transfer"])) if kind == TRANSFER_KIND and "transfer" in manifest
+        else None, root=str(root),
     )
 
     root.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The release manifest: entries, integrity, provenance (no tensors here).
 
 ``<root>/manifest.json`` is ``{"format": 1, "entries": [...]}``, one
-:class:`Entry` per released model, sorted by name, replaced atomically.
+:class:`Entry` per released model (kind ``"dino"`` or ``"transfer"``),
+sorted by name, replaced atomically.
 :func:`verify` recomputes every file's sha256; :func:`compare` sets
 released metrics beside retrained ones.
 """
@@ -30,6 +31,7 @@ RELEASE_DIR: Optional[Path] = _REPO / "weights" if _REPO is not None else None
 MANIFEST = "manifest.json"
 FORMAT = 1
 BACKBONE = "backbone.safetensors"
+CLASSIFIER = "classifier.safetensors"
 CONFIG_JSON = "config.json"
 DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "float32": torch.float32}
 DEFAULT_DTYPE = "float16"
@@ -38,6 +40,10 @@ images at 128 px each): fp16 storage moves CLS attention by at most 2.4e-4
 (values up to 0.16) and keys by at most 1.9e-3 (7e-4 of their largest
 magnitude); every LOST and TokenCut box is identical."""
 KIND = "dino"
+TRANSFER_KIND = "transfer"
+WEIGHTS_FILE: dict[str, str] = {KIND: BACKBONE, TRANSFER_KIND: CLASSIFIER}
+"""Run-cache kind -> the file holding a released model's final weights: the
+DINO teacher's backbone, or a transfer's whole classifier (backbone and head)."""
 
 
 class ReleaseIntegrityError(ValueError):
@@ -61,16 +67,22 @@ class Entry:
     """One released model: a row of ``weights/manifest.json``.
 
     name: folder under the release root; profile: the profile it was
-    released for; kind: run-cache kind (``"dino"``); key: the run-cache key
+    released for; kind: run-cache kind (``"dino"`` or ``"transfer"``, see
+    :data:`WEIGHTS_FILE`); key: the run-cache key
     (16 hex digits) its config gives; files: ``{path relative to the entry
     folder: sha256 hex}``; dtype: storage dtype of the tensors; steps:
     training steps; train_seconds: wall time of the build that trained it;
     machine, versions: of the machine that trained it (``runs.machine()``,
     ``runs.versions()``); commit: ``git rev-parse HEAD`` of the code, with
     ``+dirty`` when ``lib/`` had uncommitted changes, or ``"unknown"``;
-    metrics: held-out metrics measured after training (name -> number);
-    created: UTC time of the export (ISO 8601). ``root``: the release folder
-    the entry was read from (not stored).
+    metrics: held-out metrics measured after training (dino: name ->
+    number; transfer: the artifact manifest's ``metrics``, ``{"validation":
+    {"map", "top1", "n_images", "ap": {class: AP}}}``); created: UTC time of
+    the export (ISO 8601); transfer: a transfer's artifact-manifest block
+    ``"transfer"`` (name, parent, parent_seed, task, mode, parent_source,
+    class_names), None for dino (then not stored, so older manifests read
+    unchanged). ``root``: the release folder the entry was read from (not
+    stored).
     """
 
     name: str
@@ -86,6 +98,7 @@ class Entry:
     versions: dict
     metrics: dict
     created: str
+    transfer: Optional[dict] = None
     root: Optional[str] = field(default=None, compare=False, repr=False)
 
     @property
@@ -96,6 +109,9 @@ class Entry:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("root")
+        for k in _OPTIONAL:
+            if d[k] is None:
+                d.pop(k)
         return d
 
     @property
@@ -104,7 +120,8 @@ class Entry:
         return sum((self.folder / rel).stat().st_size for rel in self.files if (self.folder / rel).is_file())
 
 
-_FIELDS = [f.name for f in dataclasses.fields(Entry) if f.name != "root"]
+_OPTIONAL = ("transfer",)
+_FIELDS = [f.name for f in dataclasses.fields(Entry) if f.name != "root" and f.name not in _OPTIONAL]
 
 
 def release_root() -> Path:
@@ -148,7 +165,7 @@ def _read_manifest(root: Path) -> list[Entry]:
         if missing:
             raise ValueError(f"{path}: entry {i} ({row.get('name') if isinstance(row, dict) else row!r}) "
                              f"lacks {missing}")
-        out.append(Entry(**{k: row[k] for k in _FIELDS}, root=str(root)))
+        out.append(Entry(**{k: row[k] for k in _FIELDS}, **{k: row.get(k) for k in _OPTIONAL}, root=str(root)))
     return out
 
 
@@ -225,8 +242,12 @@ def verify(entry: Entry) -> Entry:
     """Recompute the sha256 of every file of ``entry``; returns it when all
     match. Raises :class:`ReleaseIntegrityError` naming the first missing or
     mismatching file with the expected and actual digests, ``ValueError``
-    for an entry that lists no backbone or config."""
-    for needed in (BACKBONE, CONFIG_JSON):
+    for an entry of an unknown kind or one that lists no weights file of
+    its kind (:data:`WEIGHTS_FILE`) or no config."""
+    if entry.kind not in WEIGHTS_FILE:
+        raise ValueError(f"{entry.folder}: release entry {entry.name!r} has kind {entry.kind!r}; "
+                         f"known: {sorted(WEIGHTS_FILE)}")
+    for needed in (WEIGHTS_FILE[entry.kind], CONFIG_JSON):
         if needed not in entry.files:
             raise ValueError(f"{entry.folder}: release entry {entry.name!r} lists no {needed}")
     for rel, expected in sorted(entry.files.items()):

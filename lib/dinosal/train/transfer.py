@@ -57,7 +57,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -67,7 +67,8 @@ from torch.utils.data import DataLoader
 
 from ..losses import transfer_loss
 from ..metrics import ClassificationScores
-from ..models import Classifier, LinearHead, PatchClassifier, feature_dim, load_dino_backbone, set_drop_path
+from ..models import (Classifier, LinearHead, PatchClassifier, dino_backbone_from, feature_dim, load_dino_backbone,
+                      set_drop_path)
 from ..runs import atomic_torch_save
 from ..schedules import cosine_schedule, scaled_lr
 from .monitor import NonFiniteLossError
@@ -91,6 +92,7 @@ __all__ = [
     "train_transfer",
     "transfer_loader",
     "load_transfer",
+    "transfer_from_checkpoint",
     "evaluate_transfer",
     "CHECKPOINT",
     "LOG_CSV",
@@ -477,8 +479,22 @@ def load_transfer(path) -> TransferCheckpoint:
     """
     backbone, _ = load_dino_backbone(path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not (isinstance(ckpt, dict) and all(k in ckpt for k in ("model", "config", "class_names", "step"))):
-        raise ValueError(f"{path}: not a transfer checkpoint of dinosal (needs model, config, class_names, step)")
+    return _classifier_of(ckpt, backbone, str(path))
+
+
+def transfer_from_checkpoint(ckpt: Mapping, source: str = "checkpoint") -> TransferCheckpoint:
+    """:func:`load_transfer` of a checkpoint already read: ``ckpt`` holds
+    ``model`` (``backbone.*``/``head.*`` tensors), ``config`` (the JSON
+    string of :meth:`TransferTrainer.config_json`), ``class_names`` and
+    ``step`` (e.g. rebuilt from a released safetensors file); ``source``
+    names it in every error. Same strictness and errors."""
+    backbone, _ = dino_backbone_from(ckpt, source)
+    return _classifier_of(ckpt, backbone, source)
+
+
+def _classifier_of(ckpt, backbone: nn.Module, source: str) -> TransferCheckpoint:
+    if not (isinstance(ckpt, Mapping) and all(k in ckpt for k in ("model", "config", "class_names", "step"))):
+        raise ValueError(f"{source}: not a transfer checkpoint of dinosal (needs model, config, class_names, step)")
     cfg = json.loads(ckpt["config"])
     names = tuple(ckpt["class_names"])
     model = build_classifier(backbone, len(names), cfg["loss"], cfg["n_last_blocks"], cfg["avgpool"])

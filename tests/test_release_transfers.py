@@ -1,0 +1,204 @@
+"""Released transfer models: catalogue, export, materialise, load, integrity, command line.
+
+A smoke-size transfer (``random__ce_vehicles``, transfer seed 0: no DINO parent
+to train) is trained once per module into a temporary run cache
+(``$DINOSAL_CACHE``); every test releases it into its own temporary release
+folder (``$DINOSAL_WEIGHTS``) and resolves it from a fresh run cache.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from dinosal import release, runs, transfers, zoo
+from dinosal.release import CLASSIFIER, CONFIG_JSON, ReleaseIntegrityError
+from dinosal.train.transfer import CHECKPOINT, LOG_CSV, load_transfer
+
+NAME, SEED = "random__ce_vehicles", 0
+RELEASED = f"{NAME}__s{SEED}"
+SNAP_STEPS = (0, 2, 4)  # the smoke fine-tune's snapshot_steps
+SNAPSHOTS = [f"snapshots/step_{s:06d}.safetensors" for s in SNAP_STEPS]
+
+
+def _spec():
+    return transfers.spec(NAME, "smoke", seed=SEED, progress=False, threads=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The cache artifact of the smoke ``random__ce_vehicles`` fine-tune, seed 0."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(runs.CACHE_ENV, str(cache))
+        mp.setenv(release.WEIGHTS_ENV, str(cache / "no-release"))
+        path = transfers.train_cached(_spec())
+    assert (path / CHECKPOINT).is_file() and (path / LOG_CSV).is_file()
+    return path
+
+
+@pytest.fixture
+def weights(tmp_path, monkeypatch):
+    root = tmp_path / "weights"
+    monkeypatch.setenv(release.WEIGHTS_ENV, str(root))
+    monkeypatch.setenv(runs.CACHE_ENV, str(tmp_path / "fresh-cache"))  # nothing trained there
+    return root
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    from dinosal import transfers as tr
+
+    monkeypatch.setattr(tr, "train_transfer", lambda *a, **k: pytest.fail("trained although the model is released"))
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_catalogue_is_the_chapters_runs_with_plain_unique_names():
+    for profile in ("smoke", "cpu"):
+        cat = transfers.catalogue(profile)
+        names = [n for n, _ in cat]
+        assert len(names) == len(set(names)) == len(transfers.names(profile)) * 2  # TransferParams.seeds: 0, 1
+        assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) for n in names)
+        assert not set(names) & {n for n, _ in zoo.catalogue(profile)}
+        for n, s in cat:
+            assert n == f"{s.name}__s{s.config.seed}" and s.parent_seed is None and s.config.seed in (0, 1)
+        assert [n for n in names if transfers.release_snapshots(n, profile)] == ["dino_world__bce_driving__s0"]
+    cpu = dict(transfers.catalogue("cpu"))["dino_world__bce_driving__probe__s1"]
+    assert transfers.model_key(cpu) == transfers.model_key(transfers.spec("dino_world__bce_driving__probe", "cpu",
+                                                                          seed=1))
+    assert transfers.catalogue("paper") == []  # real data: not released from here
+    assert transfers.release_name(transfers.spec(NAME, "smoke", parent_seed=3, seed=1)) == f"{NAME}__p3__s1"
+
+
+def test_round_trip_loads_the_same_classifier_class_names_and_snapshots(trained, weights, no_training):
+    entry = release.export_artifact(trained, RELEASED, "smoke")  # float16
+    manifest = runs.read_manifest(trained)
+    assert entry.kind == "transfer" and entry.key == transfers.model_key(_spec())
+    assert sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_CSV, *SNAPSHOTS]) == sorted(_files(entry.folder))
+    assert entry.transfer == manifest["transfer"] and entry.metrics == manifest["metrics"]
+    assert entry.steps == 4 and json.loads((entry.folder / CONFIG_JSON).read_text()) == manifest["config"]
+    assert release.find(entry.key, kind="transfer") == entry and release.find(entry.key) is None  # kind dino
+    row = json.loads((weights / "manifest.json").read_text())["entries"][0]
+    assert row["transfer"]["class_names"] == list(manifest["transfer"]["class_names"])
+
+    from safetensors.torch import load_file
+
+    tensors = load_file(entry.folder / CLASSIFIER)
+    assert {k.split(".")[0] for k in tensors} == {"backbone", "head"}
+    assert {v.dtype for v in tensors.values() if v.is_floating_point()} == {torch.float16}
+
+    trained_ck = load_transfer(trained / CHECKPOINT)
+    model, card = transfers.load(_spec())  # fresh cache: run cache -> release (sha256 checked) -> train
+    assert card.source == "released" and card.path == str(transfers.artifact_dir(_spec()))
+    assert runs.read_manifest(card.path)["source"] == "release"
+    assert card.class_names == trained_ck.class_names and card.metrics == manifest["metrics"] and card.steps == 4
+    assert card.train_seconds == manifest["timings"]["build_seconds"] and not model.training
+    ref = trained_ck.model.state_dict()
+    got = model.state_dict()
+    assert set(got) == set(ref)
+    for k, v in ref.items():
+        torch.testing.assert_close(got[k], v.half().float(), rtol=0, atol=0)  # exactly the float16 of the weights
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), trained_ck.model(x), rtol=0, atol=2e-2)
+
+    kept = transfers.snapshots(card)
+    assert list(kept) == list(SNAP_STEPS) and all(p.suffix == ".safetensors" for p in kept.values())
+    for step in SNAP_STEPS:
+        snap = transfers.load_snapshot(card, step)
+        want = load_transfer(trained / f"snapshots/step_{step:06d}.pth").model
+        assert all(torch.equal(snap.state_dict()[k], v.half().float()) for k, v in want.state_dict().items())
+    with pytest.raises(KeyError, match="step 3"):
+        transfers.load_snapshot(card, 3)
+
+    fp32 = release.export_artifact(trained, "fp32", "smoke", dtype="float32")
+    ck = release.load_classifier(fp32.folder / CLASSIFIER)
+    assert ck.class_names == trained_ck.class_names and ck.config == trained_ck.config and ck.step == 4
+    assert all(torch.equal(ck.model.state_dict()[k], v) for k, v in ref.items())  # float32: bit-exact
+
+
+def test_a_corrupted_released_transfer_file_is_named_never_retrained(trained, weights, no_training):
+    entry = release.export_artifact(trained, RELEASED, "smoke")
+    for rel in (CLASSIFIER, SNAPSHOTS[1]):
+        target = entry.folder / rel
+        good = target.read_bytes()
+        data = bytearray(good)
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+        with pytest.raises(ReleaseIntegrityError, match=re.escape(rel)) as err:
+            release.verify(entry)
+        assert err.value.path == target and err.value.expected == entry.files[rel]
+        with pytest.raises(ReleaseIntegrityError, match=re.escape(str(target))):
+            transfers.load(_spec())
+        assert not transfers.artifact_dir(_spec()).exists()
+        target.write_bytes(good)
+
+    # a materialised artifact checks its files at load time too
+    model, card = transfers.load(_spec())
+    art = transfers.artifact_dir(_spec())
+    data = bytearray((art / CLASSIFIER).read_bytes())
+    data[-1] ^= 0x01
+    (art / CLASSIFIER).write_bytes(bytes(data))
+    with pytest.raises(ReleaseIntegrityError, match=re.escape(str(art / CLASSIFIER))):
+        transfers.load(_spec())
+
+
+def test_re_release_gives_no_diff_and_never_touches_foreign_files(trained, weights):
+    entry = release.export_artifact(trained, RELEASED, "smoke")
+    before = _files(weights)
+    assert release.export_artifact(trained, RELEASED, "smoke") == entry
+    assert _files(weights) == before
+    # the materialised artifact releases into the same bytes and provenance
+    art = release.materialise(entry)
+    again = release.export_artifact(art, RELEASED, "smoke")
+    assert again.created == entry.created and _files(weights) == before
+
+    (entry.folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        release.export_artifact(trained, RELEASED, "smoke", snapshots=False)
+    assert (entry.folder / "notes.txt").read_text() == "mine" and release.entries() == [entry]
+    (entry.folder / "notes.txt").unlink()
+
+    bare = release.export_artifact(trained, RELEASED, "smoke", snapshots=False)
+    assert sorted(bare.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_CSV])
+    assert not (bare.folder / "snapshots").exists() and release.entries() == [bare]
+
+
+def test_a_transfer_released_without_snapshots_has_none(trained, weights, no_training):
+    release.export_artifact(trained, RELEASED, "smoke", snapshots=False)
+    model, card = transfers.load(_spec())
+    assert card.source == "released" and transfers.snapshots(card) == {} and not model.training
+    with pytest.raises(KeyError, match="kept no snapshot"):
+        transfers.load_snapshot(card, 0)
+
+
+def test_command_line_releases_the_cached_transfers_and_names_the_missing(trained, weights, monkeypatch, capsys):
+    from dinosal.cli import release_main
+
+    monkeypatch.setattr(zoo, "catalogue", lambda profile: [])  # no DINO model to release here
+    monkeypatch.setenv(runs.CACHE_ENV, str(trained.parent.parent))  # the cache that holds the transfer
+    assert transfers.model_key(dict(transfers.catalogue("smoke"))[RELEASED]) == transfers.model_key(_spec())
+    assert release_main(["release", "--from-cache", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    [entry] = release.entries()
+    assert entry.name == RELEASED and entry.kind == "transfer" and entry.profile == "smoke"
+    assert sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_CSV])  # not the strip's run: no snapshots
+    missing = [n for n, _ in transfers.catalogue("smoke") if n != RELEASED]
+    for name in missing:
+        assert f"{name}: not in the run cache" in out
+    assert "dinosal.cli transfers --profile smoke" in out
+    assert f"{len(missing)} of {len(missing) + 1} transfers not in the run cache" in out
+    assert release_main(["verify"]) == 0
+    assert "1 of 1 released models verified" in capsys.readouterr().out
+
+    assert release_main(["release", "--from-cache", "--profile", "smoke", "--names", "nosuch__s0"]) == 1
+    assert "nosuch__s0" in capsys.readouterr().err
+    before = _files(weights)
+    assert release_main(["release", "--from-cache", "--profile", "smoke", "--names", RELEASED]) == 0
+    assert _files(weights) == before  # released again: no diff
