@@ -1,7 +1,9 @@
 """Which lever makes the cpu DINO recipe learn categories? (issue 14's diagnosis and levers)
 
-Each lever is one change to the cpu profile's ``dino_world`` recipe
-(:data:`LEVERS`). A run trains the changed recipe through the zoo's run cache
+Each lever is one change to the cpu profile's ``dino_world`` recipe as it
+was when the search began (``dinosal.profiles.DINO_WORLD_SEARCH_BASE``; the
+frozen recipe that came out of the search is ``colour_ramp_t02`` at 3,000
+steps) (:data:`LEVERS`). A run trains the changed recipe through the zoo's run cache
 (``dinosal.zoo.train_cached``: keyed, resumable from its checkpoints after an
 interruption), keeps a teacher snapshot every ``--every`` steps, and scores
 each snapshot on the **validation** split (dataset seed + 1000) -- never on the
@@ -46,13 +48,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dinosal import knn, runs, zoo
+from dinosal import knn, release, runs, zoo
 from dinosal.baselines import baseline_corlocs
 from dinosal.data.multicrop import MultiCropAugmentation
 from dinosal.features import prepare, to_batch
 from dinosal.localisation import localisation_scores
 from dinosal.models import DINOHead, create_vit
-from dinosal.profiles import DINO_RECIPES, DinoRecipe
+from dinosal.profiles import DINO_WORLD_SEARCH_BASE, DinoRecipe
 from dinosal.train.dino import CollapseConfig, train_dino
 
 # Colour made useless for telling two views apart: DINO's own jitter (hue included) and grayscale in half the views.
@@ -89,7 +91,7 @@ LEVERS: dict[str, dict] = {
     "colour_mild_t02": dict(crops={**_COLOUR, "grayscale_p": 0.2},
                             train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
 }
-"""Lever name -> changes to the cpu ``dino_world`` recipe: ``crops``, ``data``
+"""Lever name -> changes to the search base (``DINO_WORLD_SEARCH_BASE``): ``crops``, ``data``
 (generator config) and ``train`` (:class:`DinoConfig` fields) dicts."""
 
 COLUMNS = ("lever", "seed", "step", "knn", "knn_head", "instance", "corloc", "attn_ratio", "attn_ratio_best_head",
@@ -103,7 +105,7 @@ N_INSTANCE = 200
 
 
 def lever_spec(lever: str, steps: int, every: int, seed: int, threads: int) -> zoo.TrainSpec:
-    base = DINO_RECIPES["cpu"]["dino_world"]
+    base = DINO_WORLD_SEARCH_BASE
     ch = LEVERS[lever]
     spe = base.train["steps_per_epoch"]
     if steps % spe:
@@ -220,13 +222,13 @@ def run_lever(args) -> list[dict]:
         args.lever = f"zoo:{args.zoo}"
     elif "init" in LEVERS[args.lever]:  # a warm start: trained here, keyed by the recipe and the parent's key
         spec = lever_spec(args.lever, args.steps, args.every, args.seed, args.threads)
-        parent = zoo.train_spec(zoo.recipe(LEVERS[args.lever]["init"], "cpu"))
+        parent = zoo.train_spec(DINO_WORLD_SEARCH_BASE)  # the search's dino_world (the recipe before the freeze)
         key = runs.config_key("lever", WarmStart(zoo.model_key(spec), zoo.model_key(parent)))
         path = runs.cache_root() / "levers" / key
         print("key", key, "from", zoo.model_key(parent), flush=True)
         t0 = time.time()
         if not (path / "log.csv").is_file() or (path / "checkpoint.pth").is_file() and _unfinished(path, spec):
-            init, _ = zoo.get(LEVERS[args.lever]["init"], "cpu")
+            init = release.load_artifact_backbone(zoo.train_cached(parent))
             train_dino(spec.dino, zoo.training_set(spec), run_dir=path,
                        init_backbone={k: v.float() for k, v in init.state_dict().items()})
     else:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinosal import zoo
+from dinosal import bars, zoo
 from dinosal.data.synthetic import ObjectWorld, SingleVehicles, VehicleConfig, WorldConfig
 
 
@@ -74,14 +74,14 @@ def test_initial_backbone_is_the_network_dino_starts_from():
 
 def test_recipe_bar_rows():
     world = dict(corloc=0.6, attn_ratio=2.5, random=0.2, pixels_centred=0.44, pixels_raw=0.1, centre_box=0.3)
-    rows = zoo.recipe_bar(world=world)
+    rows = bars.recipe_bar(world=world)
     assert [r[3] for r in rows] == [True, True, True]
     assert rows[1][1] == pytest.approx(0.16)
-    rows = zoo.recipe_bar(world={**world, "pixels_centred": 0.5})
+    rows = bars.recipe_bar(world={**world, "pixels_centred": 0.5})
     assert [r[3] for r in rows] == [True, False, True]
-    rows = zoo.recipe_bar(driving=dict(corloc=0.05, attn_ratio=1.4, random=0.03))
+    rows = bars.recipe_bar(driving=dict(corloc=0.05, attn_ratio=1.4, random=0.03))
     assert [r[3] for r in rows] == [False, False] and rows[0][1] == pytest.approx(0.05 / 0.03)
-    assert zoo.recipe_bar(driving=dict(corloc=0.0, attn_ratio=2, random=0.0))[0][3] is False
+    assert bars.recipe_bar(driving=dict(corloc=0.0, attn_ratio=2, random=0.0))[0][3] is False
 
 
 def test_model_names_are_plain_identifiers():
@@ -105,3 +105,14 @@ def test_preregistration_states_the_splits_the_zoo_uses():
     assert stated == {"validation": 1000, "k-NN": 2000, "test": 3000}
     assert stated["test"] == zoo.SPLIT_SEED_OFFSETS["test"]
     assert len(set(zoo.SPLIT_SEED_OFFSETS.values())) == len(zoo.SPLIT_SEED_OFFSETS)
+
+
+def test_pretrained_bar_rows():
+    world = dict(corloc=0.5, attn_ratio=2.6, knn=0.31, random=0.2, pixels_centred=0.35, pixels_raw=0.22,
+                 centre_box=0.18)
+    rows = bars.pretrained_bar(world, driving=dict(attn_ratio=1.4))
+    assert [r[3] for r in rows] == [True, True, True, True, False]
+    rows = bars.pretrained_bar({**world, "pixels_centred": 0.45, "knn": 0.29})
+    assert [r[3] for r in rows] == [True, False, True, False] and abs(rows[1][1] - 0.05) < 1e-9
+    with pytest.raises(KeyError, match="centre_box"):
+        bars.pretrained_bar({k: v for k, v in world.items() if k != "centre_box"})

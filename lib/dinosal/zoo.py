@@ -41,7 +41,6 @@ The zoo also owns what the models are started from and scored on:
   :func:`evaluation_spec` and :func:`domain_spec` say which generated data
   a model is scored on (its own, or that of its role);
 * :func:`knn_sets` -- the k-NN train and test sets, one rule for every chapter;
-* :func:`recipe_bar` -- the bar the cpu recipes are held to.
 """
 
 from __future__ import annotations
@@ -64,9 +63,9 @@ from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, D
 
 __all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "train_cached", "model_key", "data_identity",
            "get", "initial_backbone", "snapshots", "SPLIT_SEED_OFFSETS", "split_config", "held_out_samples",
-           "domain", "domain_spec", "evaluation_spec", "knn_sets", "recipe_bar", "describe", "DATA_ENV",
-           "artifact_dir", "resolve", "held_out_metrics", "load_snapshot", "catalogue", "ABLATIONS", "ablation_recipe",
-           "ablation_specs"]
+           "domain", "domain_spec", "evaluation_spec", "knn_sets", "describe", "DATA_ENV",
+           "artifact_dir", "resolve", "held_out_metrics", "load_snapshot", "catalogue", "release_snapshots",
+           "ABLATIONS", "ablation_recipe", "ablation_specs"]
 
 DATA_ENV = "DINOSAL_DATA"
 DINO_KIND = "dino"
@@ -152,7 +151,8 @@ def train_spec(r: DinoRecipe, **train_overrides) -> TrainSpec:
     if r.crops_preset not in ("weak", "official"):
         raise ValueError(f"zoo: crops_preset must be 'weak' or 'official', got {r.crops_preset!r}")
     crops = dataclasses.replace(base, **r.crops)
-    dino = DinoConfig(**{**r.train, **train_overrides, "crops": crops})
+    start = {} if r.crops_start is None else {"crops_start": dataclasses.replace(base, **r.crops_start)}
+    dino = DinoConfig(**{**r.train, **start, **train_overrides, "crops": crops})
     return TrainSpec(r.data, _data_config(r), r.n_train, dino)
 
 
@@ -395,7 +395,9 @@ def ablation_specs(params) -> dict[str, TrainSpec]:
 
 def catalogue(profile: str) -> list[tuple[str, TrainSpec]]:
     """Every DINO model the chapters of ``profile`` train, as ``(name,
-    TrainSpec)``: the zoo's recipes (``dino_world``, ``dino_driving``) and
+    TrainSpec)``: the zoo's recipes (``dino_world``, ``dino_driving``), the
+    extra seeds of a recipe (``dino_world__seed1``, ... from
+    ``DinoRecipe.release_seeds``) and
     the theory chapter's ablations (``theory__full_dino``,
     ``theory__no_centering``, ...; plain identifiers). This is what ``make
     weights`` retrains and ``make release`` publishes. Models on real data
@@ -403,11 +405,24 @@ def catalogue(profile: str) -> list[tuple[str, TrainSpec]]:
     released from here."""
     from .config import profile_params
 
-    out = [(name, train_spec(r)) for name, r in _table(profile).items() if r.data in ("world", "driving")]
+    out = []
+    for name, r in _table(profile).items():
+        if r.data in ("world", "driving"):
+            out += [(name, train_spec(r))] + [(f"{name}__seed{s}", train_spec(r, seed=s)) for s in r.release_seeds]
     theory = profile_params("theory", profile)
     if not theory.data_root:
         out += [("theory__" + name.lower().replace(" ", "_"), spec) for name, spec in ablation_specs(theory).items()]
     return out
+
+
+def release_snapshots(name: str, profile: str) -> bool:
+    """Whether ``make release`` publishes the snapshots of catalogue model ``name``: not for the extra
+    seeds of a recipe (``<recipe>__seed<s>``, ``DinoRecipe.release_seeds``; the chapters draw the
+    emergence strip from the recipe's own seed, and each snapshot costs a backbone file); for every
+    other model, yes (those without ``snapshot_steps`` have none anyway)."""
+    base, sep, seed = name.rpartition("__seed")
+    r = _table(profile).get(base) if sep and seed.isdigit() else None
+    return not (r is not None and int(seed) in r.release_seeds)
 
 
 SPLIT_SEED_OFFSETS = {"validation": 1000, "knn": 2000, "test": 3000}
@@ -509,51 +524,22 @@ def evaluation_spec(name: str, profile: str) -> TrainSpec:
     return domain_spec(domain(name, profile), profile)
 
 
-def knn_sets(spec, n: int, size: Optional[int] = None) -> knn.KnnSets:
+def knn_sets(spec, n: int, size: Optional[int] = None, split: str = "knn") -> knn.KnnSets:
     """The k-NN train and test sets of ``spec`` (a :class:`~dinosal.knn.KnnSets`), one rule for every chapter.
 
     spec: as for :func:`held_out_samples` -- the DINO model's synthetic
         :class:`TrainSpec`, or a generator config such as
         ``VehicleConfig(size=..., seed=<the training data's seed>)``.
-    The images are the first ``2 n`` with an object of the ``"knn"`` split
-    (dataset seed + 2000, rendered at ``size`` px; None: the training size):
+    The images are the first ``2 n`` with an object of ``split`` (default
+    ``"knn"``: dataset seed + 2000; a final judgement uses ``"test"``),
+    rendered at ``size`` px (None: the training size):
     the first ``n`` train, the next ``n`` test. The label of an image is the
     class of its first object: meant for one-object sets (SingleVehicles,
     ObjectWorld with ``n_objects=(1, 1)``).
     """
-    items = held_out_samples(spec, 2 * n, size, split="knn")
+    items = held_out_samples(spec, 2 * n, size, split=split)
     labels = np.array([int(s.labels[0]) for s in items], dtype=np.int64)
     return knn.KnnSets(items[:n], items[n:], labels[:n], labels[n:], tuple(items[0].class_names))
-
-
-def recipe_bar(world: dict | None = None, driving: dict | None = None) -> list[tuple[str, float, float, bool]]:
-    """The bar a cpu DINO recipe is held to (the book's issue 4), as
-    ``(criterion, value, threshold, passed)`` rows.
-
-    ``world`` / ``driving``: flat dicts with the DINO model's ``corloc`` and
-    ``attn_ratio`` and the CorLoc of the baselines measured on the same images:
-    ``random`` (the same network at random init), ``pixels_centred``,
-    ``pixels_raw`` and ``centre_box`` (world needs all four; driving needs
-    ``random``).
-
-    * world: CorLoc >= 0.5, and >= 0.15 above every baseline; attention ratio >= 2;
-    * driving: CorLoc >= 2x the random-init network's; attention ratio >= 1.5.
-    """
-    rows = []
-    if world:
-        d = world["corloc"]
-        base = max(world[b] for b in ("random", "pixels_centred", "pixels_raw", "centre_box"))
-        rows += [("world: LOST CorLoc >= 0.5", d, 0.5, d >= 0.5),
-                 ("world: CorLoc minus the best baseline >= 0.15", d - base, 0.15, d - base >= 0.15),
-                 ("world: attention on objects / their area >= 2", world["attn_ratio"], 2.0,
-                  world["attn_ratio"] >= 2.0)]
-    if driving:
-        d, r = driving["corloc"], driving["random"]
-        rows += [("driving: CorLoc / random-init CorLoc >= 2", d / r if r > 0 else float("inf") if d > 0 else 0.0,
-                  2.0, d > 0 and d >= 2 * r),
-                 ("driving: attention on objects / their area >= 1.5", driving["attn_ratio"], 1.5,
-                  driving["attn_ratio"] >= 1.5)]
-    return rows
 
 
 def snapshots(card: ModelCard) -> dict[int, Path]:
