@@ -87,6 +87,10 @@ LEVERS: dict[str, dict] = {
     "colour_ramp_t02": dict(ramp=2000, crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),
     # the same curriculum at the recipe's own teacher temperature (0.04)
     "colour_ramp": dict(ramp=2000, crops=_COLOUR),
+    # the curriculum with iBOT's masked patch-token self-distillation added (Zhou et al. 2022; beyond DINO, a
+    # marked variant), the teacher's patch head scoring the masked patches only (about 1.35x a DINO step)
+    "colour_ramp_t02_ibot": dict(ramp=2000, crops=_COLOUR, train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02,
+                                                                     ibot_weight=1.0, ibot_teacher_patches="masked")),
     # colour_t02 with DINO's own grayscale probability (0.2 instead of 0.5)
     "colour_mild_t02": dict(crops={**_COLOUR, "grayscale_p": 0.2},
                             train=dict(teacher_temp=0.02, warmup_teacher_temp=0.02)),

@@ -16,6 +16,9 @@ The teacher temperature is indexed **by epoch**: ``linspace(warmup, final,
 warmup_epochs)`` (endpoint included, so ``final`` is reached at epoch
 ``warmup_epochs-1``), then constant.
 
+:class:`IBOTPatchLoss`, iBOT's masked patch-token self-distillation (Zhou et al.
+2022), is **not** part of the original DINO either; it is an optional extra term.
+
 KoLeo (:func:`koleo_loss`) is **not** part of the original DINO; it comes from
 DINOv2 (Oquab et al. 2023, after Sablayrolles et al. 2019) and is offered as
 an optional extra term.
@@ -37,8 +40,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["DinoLossOutput", "DINOLoss", "teacher_temp_schedule", "koleo_loss", "TRANSFER_LOSSES",
-           "patch_targets", "transfer_loss"]
+__all__ = ["DinoLossOutput", "DINOLoss", "teacher_temp_schedule", "PatchLossOutput", "IBOTPatchLoss", "koleo_loss",
+           "TRANSFER_LOSSES", "patch_targets", "transfer_loss"]
 
 
 def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
@@ -164,6 +167,96 @@ class DINOLoss(nn.Module):
             dist.all_reduce(count)
         mean = batch_sum / count
         self.center.mul_(self.center_momentum).add_(mean * (1.0 - self.center_momentum))
+
+
+@dataclass(frozen=True)
+class PatchLossOutput:
+    """One evaluation of :class:`IBOTPatchLoss`: ``loss`` (scalar tensor with grad),
+    ``masked_share`` (float: masked patches / all patches of the global crops) and
+    ``teacher_temp``."""
+
+    loss: torch.Tensor
+    masked_share: float
+    teacher_temp: float
+
+
+class IBOTPatchLoss(nn.Module):
+    """iBOT's masked patch-token self-distillation (NOT in original DINO; Zhou et al.,
+    "iBOT: Image BERT Pre-Training with Online Tokenizer", ICLR 2022; the patch half
+    of ``iBOTLoss`` in ibot:main_ibot.py).
+
+    For each global crop the teacher sees it whole and the student with some patches
+    replaced by a mask token. At every masked patch ``j`` of image ``b`` the loss is
+    ``sum_k -P_t[b,j,k] log P_s[b,j,k]`` with ``P_t = softmax((t - center) / tau_t)``
+    (detached) and ``P_s = softmax(s / student_temp)`` -- the same crop, the same
+    position, never another crop. It is averaged over the masked patches of each
+    image (an image with none contributes 0, iBOT's ``clamp(min=1)``), then over the
+    images and crops. After the loss ``center <- m*center + (1-m)*mean(t)``, the mean
+    over every patch token of every global crop (all processes), iBOT's ``center2``;
+    given the teacher's outputs at the masked patches only (a cheaper teacher, not
+    iBOT's), the mean over those.
+
+    ``teacher_temps``: a per-epoch array (:func:`teacher_temp_schedule`) or a float.
+    ``center`` is a registered ``(1, K)`` buffer, so it is checkpointed.
+    """
+
+    def __init__(self, out_dim: int, teacher_temps=0.07, student_temp: float = 0.1,
+                 center_momentum: float = 0.9) -> None:
+        super().__init__()
+        self.out_dim = int(out_dim)
+        self.student_temp = float(student_temp)
+        self.center_momentum = float(center_momentum)
+        self.teacher_temps = np.atleast_1d(np.asarray(teacher_temps, dtype=float))
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def temp_at(self, epoch: int) -> float:
+        """Teacher patch temperature at ``epoch`` (the last value past the end)."""
+        return float(self.teacher_temps[min(int(epoch), len(self.teacher_temps) - 1)])
+
+    def forward(self, student_masked: torch.Tensor, teacher_patch: torch.Tensor, masks: torch.Tensor,
+                epoch: int = 0) -> PatchLossOutput:
+        """``student_masked`` ``(M, K)``: the student's head outputs at the ``M`` True
+        entries of ``masks`` (``(n*B, rows, cols)`` bool, crop-major), in the order of
+        ``masks.nonzero()``; ``teacher_patch`` ``(n*B, N, K)`` with ``N = rows*cols``
+        (row-major), or ``(M, K)``, the teacher's outputs at the masked patches alone.
+        Updates ``center`` in training mode."""
+        rows = masks.shape[0]
+        flat = masks.to(student_masked.device, torch.bool).reshape(rows, -1)
+        every = teacher_patch.ndim == 3
+        n_masked = int(flat.sum())
+        fits = tuple(teacher_patch.shape[:2]) == tuple(flat.shape) if every else len(teacher_patch) == n_masked
+        if not fits or n_masked != student_masked.shape[0]:
+            raise ValueError(f"IBOTPatchLoss: masks {tuple(masks.shape)} do not fit teacher outputs "
+                             f"{tuple(teacher_patch.shape)} and {student_masked.shape[0]} student rows")
+        temp = self.temp_at(epoch)
+        t_masked = teacher_patch.float()[flat] if every else teacher_patch.float()
+        t_logits = (t_masked - self.center) / temp  # (M, K): the masked positions
+        t_prob = F.softmax(t_logits, dim=-1).detach()
+        s_logp = F.log_softmax(student_masked.float() / self.student_temp, dim=-1)
+        per_token = torch.sum(-t_prob * s_logp, dim=-1)  # (M,)
+        counts = flat.sum(dim=1)
+        image = torch.repeat_interleave(torch.arange(rows, device=flat.device), counts)
+        per_image = torch.zeros(rows, device=per_token.device).index_add(0, image, per_token)
+        loss = (per_image / counts.clamp(min=1)).mean()
+        if self.training:
+            self.update_center(teacher_patch)
+        return PatchLossOutput(loss=loss, masked_share=float(flat.float().mean()), teacher_temp=temp)
+
+    @torch.no_grad()
+    def update_center(self, teacher_patch: torch.Tensor) -> None:
+        """``center <- m*center + (1-m)*mean(teacher_patch)``: for ``(n*B, N, K)`` the mean over the
+        tokens of each image, then over the images (iBOT); for ``(M, K)`` the mean over the rows. Over
+        every process when a process group is initialised; no change when there is no row anywhere."""
+        t = teacher_patch.float()
+        if t.ndim == 3:
+            t = t.mean(dim=1)
+        batch_sum = t.sum(dim=0, keepdim=True)
+        count = torch.tensor(float(t.shape[0]), device=t.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_sum)
+            dist.all_reduce(count)
+        if count > 0:
+            self.center.mul_(self.center_momentum).add_(batch_sum / count * (1.0 - self.center_momentum))
 
 
 def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -13,6 +13,8 @@ to the official checkpoints' ``weight_g``/``weight_v`` is explained in
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -95,16 +97,32 @@ class MultiCropWrapper(nn.Module):
 
     The official wrapper groups by width only; grouping by the full size is
     the same for square crops and safe for others.
+
+    Patch tokens (iBOT, Zhou et al. 2022 -- beyond original DINO): with
+    ``patch_crops=n`` the first ``n`` crops (one size: the global crops) also
+    put their patch tokens through the same head (iBOT's ``shared_head``), and
+    a third output ``patch_out`` is appended to the return value: ``(n*B, N,
+    K)`` for every patch token in row-major order, or -- with ``masks``, a bool
+    ``(n*B, rows, cols)`` crop-major grid -- the patches at True entries enter
+    the backbone as the wrapper's learnable ``mask_token`` (built with
+    ``mask_token=True``; zeros at the start, as iBOT's ``masked_embed``) and
+    ``patch_out`` is ``(M, K)``, the head outputs of only those ``M`` patches
+    in the order of ``masks.nonzero()`` (the rest enter no loss). The CLS
+    outputs of these crops then come from the masked pass, as in iBOT. With
+    ``hide=False`` the crops enter whole and only the outputs at the True
+    entries are returned (a teacher that scores the masked patches alone). Needs
+    a backbone with ``forward_features`` (and ``forward_masked`` for masks).
+    Without ``mask_token`` the state dict is the plain ``backbone.``/``head.``
+    layout; with it there is one more key, ``mask_token``.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, mask_token: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.mask_token = nn.Parameter(torch.zeros(1, backbone.embed_dim)) if mask_token else None
 
-    def forward(self, crops, return_backbone: bool = False):
-        if isinstance(crops, torch.Tensor):
-            crops = [crops]
+    def _cls_features(self, crops) -> list[torch.Tensor]:
         outs = []
         start = 0
         while start < len(crops):
@@ -114,9 +132,37 @@ class MultiCropWrapper(nn.Module):
                 end += 1
             outs.append(self.backbone(torch.cat(list(crops[start:end]))))
             start = end
-        feats = torch.cat(outs)
+        return outs
+
+    def forward(self, crops, return_backbone: bool = False, patch_crops: int = 0,
+                masks: Optional[torch.Tensor] = None, hide: bool = True):
+        if isinstance(crops, torch.Tensor):
+            crops = [crops]
+        if patch_crops:
+            return self._forward_patches(crops, return_backbone, int(patch_crops), masks, hide)
+        feats = torch.cat(self._cls_features(crops))
         head_out = self.head(feats)
         return (head_out, feats) if return_backbone else head_out
+
+    def _forward_patches(self, crops, return_backbone: bool, n: int, masks: Optional[torch.Tensor], hide: bool):
+        if not 1 <= n <= len(crops) or len({tuple(c.shape[-2:]) for c in crops[:n]}) != 1:
+            raise ValueError(f"MultiCropWrapper: patch_crops={n} must name 1..{len(crops)} leading crops of one size")
+        x = torch.cat(list(crops[:n]))
+        if masks is None or not hide:
+            tokens = self.backbone.forward_features(x)
+        else:
+            if self.mask_token is None:
+                raise ValueError("MultiCropWrapper: masks need a wrapper built with mask_token=True")
+            tokens = self.backbone.forward_masked(x, masks, self.mask_token)
+        prefix = int(getattr(self.backbone, "num_prefix_tokens", 1))
+        patches = tokens[:, prefix:]
+        feats = torch.cat([tokens[:, 0]] + self._cls_features(crops[n:]))
+        head_out = self.head(feats)
+        if masks is None:
+            patch_out = self.head(patches.reshape(-1, patches.shape[-1])).reshape(*patches.shape[:2], -1)
+        else:
+            patch_out = self.head(patches[masks.to(patches.device, torch.bool).reshape(patches.shape[:2])])
+        return (head_out, feats, patch_out) if return_backbone else (head_out, patch_out)
 
 
 class LinearHead(nn.Module):

@@ -190,6 +190,22 @@ class DinoVisionTransformer(VisionTransformer):
     def extra_repr(self) -> str:
         return f"pos_interp={self.pos_interp!r}"
 
+    def forward_masked(self, x: torch.Tensor, mask: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
+        """``forward_features`` with some patches hidden: every final-normed token ``(B, P + N, D)``,
+        where the patch embeddings at the True entries of ``mask`` (``(B, rows, cols)`` or ``(B, N)``,
+        row-major) are replaced by ``mask_token`` (``D`` values) *before* the position embedding is
+        added -- iBOT's ``prepare_tokens``/``mask_model`` (ibot:models/vision_transformer.py). A mask
+        with no True entry gives ``forward_features(x)`` exactly. The token is an argument, not a
+        parameter of the ViT: the student's wrapper owns it (the teacher has none)."""
+        x = self.patch_embed(x)  # NHWC with dynamic_img_size, else (B, N, D)
+        m = mask.to(device=x.device, dtype=torch.bool).reshape(x.shape[:-1]).unsqueeze(-1)
+        x = torch.where(m, mask_token.reshape(-1).to(x.dtype), x)  # the token stays in the graph
+        x = self._pos_embed(x)
+        x = self.patch_drop(x)
+        x = self.norm_pre(x)
+        x = self.blocks(x)
+        return self.norm(x)
+
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         if self.pos_interp != "dino" or self.pos_embed is None or not self.dynamic_img_size:
             return super()._pos_embed(x)

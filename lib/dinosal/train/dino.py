@@ -37,6 +37,17 @@ said where it differs:
   keys), so :func:`dinosal.models.load_dino_backbone` reads them; a run
   started again in the same directory resumes at the saved step.
 
+Beyond original DINO, as marked variants (off by default): a KoLeo term
+(``koleo_weight``, DINOv2) and iBOT's masked patch-token self-distillation
+(``ibot_weight``; Zhou et al., ICLR 2022, github.com/bytedance/ibot): the
+student sees its global crops with some patches replaced by a learnable mask
+token (:mod:`~dinosal.train.masking` draws the masks from ``(seed, step)``),
+the teacher sees them whole, and at the masked patches the student predicts the
+teacher's centred, sharpened patch distribution through the same head
+(:class:`~dinosal.losses.IBOTPatchLoss`); the step's log row then has the
+columns ``ibot`` (the patch term, unweighted), ``ibot_masked`` (the share of
+masked patches) and ``ibot_teacher_temp``.
+
 Ablation switches (used by the theory chapter): ``centering`` (off = center
 stays 0), ``sharpening`` (off = teacher temperature equals the student's),
 ``teacher_update`` (``"ema"``, ``"copy"`` = teacher is the student each
@@ -62,6 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -69,11 +81,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ..data.multicrop import MultiCropAugmentation, RampedAugmentation
-from ..losses import DINOLoss, koleo_loss, teacher_temp_schedule
+from ..losses import DINOLoss, IBOTPatchLoss, koleo_loss, teacher_temp_schedule
 from ..models import DINOHead, MultiCropWrapper, create_vit
 from ..runs import atomic_torch_save
 from ..schedules import Schedules, dino_schedules
 from .dino_config import RUN_CONTROL_FIELDS, CollapseConfig, DinoConfig, config_help, result_config
+from .masking import step_masks
 from .monitor import CollapseEvent, CollapseMonitor, NonFiniteLossError, TeacherCollapseError
 from .runtime import RUN_MARKER, SNAPSHOT_DIR, Dist, autocast, claim_run_dir, rng_state, set_rng_state
 from .runtime import save_run, setup_distributed, snapshot_path, write_log_csv
@@ -112,6 +125,17 @@ CHECKPOINT = "checkpoint.pth"
 LOG_CSV = "log.csv"
 _CHECKPOINT_KEYS = ("student", "teacher", "optimizer", "dino_loss", "step", "steps_per_epoch", "world_size",
                     "config", "log", "monitor", "rng")
+_STUDENT_ONLY = ("mask_token",)  # iBOT's mask token: the student's alone, never averaged into the teacher
+
+
+def _ibot_temps(cfg: DinoConfig):
+    """iBOT's teacher patch temperature per epoch: the warmup value until ``ibot_start_epoch``, then a
+    linear warmup over ``warmup_teacher_temp_epochs`` to the final value (iBOTLoss's teacher_temp2_schedule)."""
+    warm, final = cfg.effective_ibot_teacher_temps
+    start = min(cfg.ibot_start_epoch, cfg.epochs)
+    rest = teacher_temp_schedule(warm, final, cfg.warmup_teacher_temp_epochs, cfg.epochs - start) \
+        if cfg.epochs > start else []
+    return np.concatenate([np.full(start, warm), rest])
 
 
 # --------------------------------------------------------------------------
@@ -149,18 +173,18 @@ class DinoTrainer:
         self.global_batch = cfg.batch_size * self.dist.world
         torch.manual_seed(cfg.seed)
 
-        def build(drop_path):
+        def build(drop_path, mask_token=False):
             backbone = create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path,
                                   pos_interp=cfg.pos_interp)
             head = DINOHead(
                 backbone.embed_dim, cfg.out_dim, use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer,
                 nlayers=cfg.head_layers, hidden_dim=cfg.head_hidden, bottleneck_dim=cfg.head_bottleneck,
             )
-            return MultiCropWrapper(backbone, head)
+            return MultiCropWrapper(backbone, head, mask_token=mask_token)
 
-        self.student = build(cfg.drop_path).to(self.device)
+        self.student = build(cfg.drop_path, mask_token=cfg.ibot).to(self.device)  # iBOT: the token is the student's
         self.teacher = build(0.0).to(self.device)
-        self.teacher.load_state_dict(self.student.state_dict())
+        self.sync_teacher()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.student_ddp: nn.Module = self.student
@@ -176,6 +200,12 @@ class DinoTrainer:
             center_momentum=cfg.center_momentum if cfg.centering else 1.0,
             n_global=cfg.crops.n_global,
         ).to(self.device)
+        self.ibot_loss: Optional[IBOTPatchLoss] = None
+        if cfg.ibot:  # iBOT's patch term (not in original DINO)
+            self.ibot_loss = IBOTPatchLoss(
+                cfg.out_dim, teacher_temps=_ibot_temps(cfg), student_temp=cfg.student_temp,
+                center_momentum=cfg.ibot_center_momentum if cfg.centering else 1.0,
+            ).to(self.device)
         self._foreach = cfg.update_impl != "loop"  # clip and EMA over all tensors at once
         impl = {"loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[cfg.update_impl]
         self.optimizer = torch.optim.AdamW(param_groups(self.student), **impl)
@@ -188,6 +218,11 @@ class DinoTrainer:
         self.step = 0
         self.log: list[dict] = []
         self.monitor = CollapseMonitor(cfg.collapse, cfg.out_dim)
+
+    def sync_teacher(self) -> None:
+        """Set the teacher to the student's weights (the student-only ``mask_token`` left out)."""
+        keys = self.teacher.state_dict().keys()
+        self.teacher.load_state_dict({k: v for k, v in self.student.state_dict().items() if k in keys})
 
     # ---- one iteration
     def _autocast(self):
@@ -220,10 +255,14 @@ class DinoTrainer:
                 group["weight_decay"] = wd
         crops = [c.to(self.device, non_blocking=True) for c in crops[: cfg.n_crops]]
         self.student.train()
-        with self._autocast():
-            with torch.no_grad():
-                teacher_out = self.teacher(crops[: cfg.crops.n_global])
-            student_out, feats = self.student_ddp(crops, return_backbone=True)
+        patch = None  # iBOT: the student's and teacher's patch outputs and the masks
+        if cfg.ibot:
+            student_out, teacher_out, feats, patch = self._ibot_forward(crops, it, epoch)
+        else:
+            with self._autocast():
+                with torch.no_grad():
+                    teacher_out = self.teacher(crops[: cfg.crops.n_global])
+                student_out, feats = self.student_ddp(crops, return_backbone=True)
         out = self.loss_fn(student_out.float(), teacher_out.float(), epoch)
         loss = out.loss
         koleo = torch.zeros((), device=self.device)
@@ -231,6 +270,11 @@ class DinoTrainer:
             globals_ = feats.float().chunk(cfg.n_crops)[: cfg.crops.n_global]
             koleo = sum(koleo_loss(c) for c in globals_) / cfg.crops.n_global
             loss = loss + cfg.koleo_weight * koleo
+        extra = []
+        if patch is not None:
+            p_out = self.ibot_loss(patch[0].float(), patch[1].float(), patch[2], epoch)
+            loss = loss + cfg.ibot_weight * p_out.loss
+            extra = [p_out.loss.item(), p_out.masked_share]
         if not torch.isfinite(loss.detach()):
             raise NonFiniteLossError(
                 f"DINO loss is {loss.item()} at step {it} (epoch {epoch}); stopping")
@@ -245,16 +289,16 @@ class DinoTrainer:
 
         momentum = float(self.schedules.momentum[it])
         if cfg.teacher_update == "ema":
-            ema_update(self.teacher, self.student, momentum, foreach=self._foreach)
+            ema_update(self.teacher, self.student, momentum, foreach=self._foreach, student_only=_STUDENT_ONLY)
         elif cfg.teacher_update == "copy":
             momentum = 0.0
-            ema_update(self.teacher, self.student, 0.0, foreach=self._foreach)
+            ema_update(self.teacher, self.student, 0.0, foreach=self._foreach, student_only=_STUDENT_ONLY)
         else:
             momentum = 1.0
 
         stats = torch.tensor(
             [out.loss.item(), koleo.item(), out.teacher_entropy,
-             out.teacher_marginal_entropy, out.kl, out.teacher_max_prob],
+             out.teacher_marginal_entropy, out.kl, out.teacher_max_prob] + extra,
             dtype=torch.float64,
         )
         if self.dist.world > 1:
@@ -269,6 +313,8 @@ class DinoTrainer:
             "teacher_temp": out.teacher_temp,
             "step_seconds": time.perf_counter() - t0, "collapse": "",
         }
+        if patch is not None:  # iBOT: the patch term (unweighted), the share of masked patches, its temperature
+            row.update(ibot=s[6], ibot_masked=s[7], ibot_teacher_temp=p_out.teacher_temp)
         self.step += 1
         event = self.monitor.update(it, row["teacher_entropy"],
                                     row["teacher_marginal_entropy"])
@@ -279,6 +325,22 @@ class DinoTrainer:
             raise TeacherCollapseError(event, self.log)
         return row
 
+    def _ibot_forward(self, crops, it: int, epoch: int):
+        """iBOT's forward passes (not in original DINO): the teacher's CLS and patch outputs of the
+        whole global crops, the student's of its masked global crops (and the CLS of the rest)."""
+        cfg, n_g = self.cfg, self.cfg.crops.n_global
+        prob = cfg.ibot_mask_prob if epoch >= cfg.ibot_start_epoch else 0.0
+        grid = (crops[0].shape[-2] // cfg.patch, crops[0].shape[-1] // cfg.patch)
+        masks = step_masks(cfg.seed, it, grid, n_g, crops[0].shape[0], self.dist.world, self.dist.rank, prob,
+                           cfg.ibot_mask_ratio, cfg.ibot_mask_shape).to(self.device)
+        with self._autocast():
+            with torch.no_grad():
+                teacher_out, teacher_patch = self.teacher(crops[:n_g], patch_crops=n_g, hide=False,
+                                                          masks=masks if cfg.ibot_teacher_patches == "masked" else None)
+            student_out, feats, student_patch = self.student_ddp(crops, return_backbone=True, patch_crops=n_g,
+                                                                 masks=masks)
+        return student_out, teacher_out, feats, (student_patch, teacher_patch, masks)
+
     # ---- state
     def state_dict(self) -> dict:
         """Checkpoint in the official layout (``student``/``teacher`` with
@@ -288,6 +350,7 @@ class DinoTrainer:
             "teacher": self.teacher.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "dino_loss": self.loss_fn.state_dict(),
+            **({"ibot_loss": self.ibot_loss.state_dict()} if self.ibot_loss is not None else {}),
             "step": self.step,
             "epoch": self.step // self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch,
@@ -310,6 +373,8 @@ class DinoTrainer:
         self.teacher.load_state_dict(ckpt["teacher"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.loss_fn.load_state_dict(ckpt["dino_loss"])
+        if self.ibot_loss is not None:
+            self.ibot_loss.load_state_dict(ckpt["ibot_loss"])
         self.step = int(ckpt["step"])
         self.log = list(ckpt["log"])
         self.monitor.load_state_dict(ckpt["monitor"])
@@ -427,7 +492,7 @@ def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float, init_ba
     trainer = DinoTrainer(cfg, spe, info)
     if init_backbone is not None:
         trainer.student.backbone.load_state_dict(init_backbone)
-        trainer.teacher.load_state_dict(trainer.student.state_dict())
+        trainer.sync_teacher()
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         ckpt = _claim_run_dir(run_dir, info)

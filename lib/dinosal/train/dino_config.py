@@ -87,6 +87,16 @@ class DinoConfig:
     centering: bool = _f(True, "ablation: False keeps the center at 0 (no centering)")
     sharpening: bool = _f(True, "ablation: False sets the teacher temperature to the student's (no sharpening)")
     koleo_weight: float = _f(0.0, "weight of a KoLeo spreading term on the student's global CLS features. NOT in original DINO (DINOv2); 0 = off")
+    # ---- iBOT's masked patch-token term (NOT in original DINO: Zhou et al., "iBOT", ICLR 2022; github.com/bytedance/ibot)
+    ibot_weight: float = _f(0.0, "weight of iBOT's masked patch-token self-distillation (NOT in original DINO; iBOT, Zhou et al. 2022, main_ibot.py's lambda2, 1.0 there): the student sees its global crops with some patches replaced by a learnable mask token and predicts, at those patches, the teacher's (unmasked) patch distribution through the same head (iBOT's shared_head). 0 = pure DINO", key_omit_default=True)
+    ibot_mask_prob: float = _f(0.5, "iBOT (not in DINO): share of the global crops that get a mask, drawn per crop (the ViT-S recipe's --pred_ratio 0 0.3 picks ratio 0 or 0.3 +- 0.2 at random: 0.5)", key_omit_default=True)
+    ibot_mask_ratio: tuple = _f((0.1, 0.5), "iBOT (not in DINO): (lo, hi), the share of a masked crop's patches to mask, uniform per crop (--pred_ratio 0.3 --pred_ratio_var 0.2)", key_omit_default=True)
+    ibot_mask_shape: str = _f("block", "iBOT (not in DINO): 'block' = BEiT's blockwise masking (iBOT's --pred_shape block, its default; rectangles of aspect 0.3..3.3 up to the ratio, which may stop short of it) or 'rand' = exactly ratio * patches at random", key_omit_default=True)
+    ibot_teacher_temp: float = _f(0.07, "iBOT (not in DINO): final teacher temperature of the patch distributions (--teacher_patch_temp 0.07), reached after warmup_teacher_temp_epochs", key_omit_default=True)
+    ibot_warmup_teacher_temp: float = _f(0.04, "iBOT (not in DINO): initial teacher patch temperature (--warmup_teacher_patch_temp 0.04)", key_omit_default=True)
+    ibot_center_momentum: float = _f(0.9, "iBOT (not in DINO): EMA rate of the separate center of the teacher's patch outputs (iBOTLoss's center_momentum2)", key_omit_default=True)
+    ibot_teacher_patches: str = _f("all", "iBOT (not in DINO): which patches the teacher's head scores: 'all' (iBOT: every patch of the global crops; the patch center is their mean) or 'masked' (only the masked ones, which alone enter the loss; the center is their mean): a cheaper teacher, not iBOT's -- on the cpu recipe's net the head on every patch token about doubles a step", key_omit_default=True)
+    ibot_start_epoch: int = _f(0, "iBOT (not in DINO): no patch is masked before this epoch, and the patch temperature stays at its warmup value until then (--pred_start_epoch, 0 for ViTs)", key_omit_default=True)
     # ---- teacher
     teacher_update: str = _f("ema", "'ema' (DINO), 'copy' (teacher = student every step) or 'frozen' (teacher never moves): ablations")
     momentum_teacher: float = _f(0.996, "initial EMA momentum of the teacher, raised to momentum_teacher_end by a cosine. Higher with small batches (0.9995 for batch 256)")
@@ -137,6 +147,25 @@ class DinoConfig:
             raise ValueError("DinoConfig.crops_ramp_steps > 0 needs crops_start (the augmentation at step 0)")
         if self.pos_interp not in ("dino", "timm"):
             raise ValueError(f"DinoConfig.pos_interp must be 'dino' or 'timm', got {self.pos_interp!r}")
+        self._check_ibot()
+
+    def _check_ibot(self) -> None:
+        object.__setattr__(self, "ibot_mask_ratio", tuple(self.ibot_mask_ratio))  # a list from JSON keys as the default
+        lo, hi = (float(v) for v in self.ibot_mask_ratio) if len(self.ibot_mask_ratio) == 2 else (-1.0, -1.0)
+        checks = [
+            (self.ibot_weight >= 0, "ibot_weight", "must be >= 0"),
+            (0.0 <= self.ibot_mask_prob <= 1.0, "ibot_mask_prob", "must lie in [0, 1]"),
+            (0.0 <= lo <= hi <= 1.0, "ibot_mask_ratio", "must be (lo, hi) with 0 <= lo <= hi <= 1"),
+            (self.ibot_mask_shape in ("block", "rand"), "ibot_mask_shape", "must be 'block' or 'rand'"),
+            (self.ibot_teacher_patches in ("all", "masked"), "ibot_teacher_patches", "must be 'all' or 'masked'"),
+            (self.ibot_teacher_temp > 0 and self.ibot_warmup_teacher_temp > 0, "ibot_teacher_temp",
+             "and ibot_warmup_teacher_temp must be > 0"),
+            (0.0 <= self.ibot_center_momentum <= 1.0, "ibot_center_momentum", "must lie in [0, 1]"),
+            (self.ibot_start_epoch >= 0, "ibot_start_epoch", "must be >= 0"),
+        ]
+        for ok, name, rule in checks:
+            if not ok:
+                raise ValueError(f"DinoConfig.{name} {rule}, got {getattr(self, name)!r}")
 
     def replace(self, **changes) -> "DinoConfig":
         return dataclasses.replace(self, **changes)
@@ -145,6 +174,18 @@ class DinoConfig:
     def n_crops(self) -> int:
         """Crops the student sees."""
         return self.crops.n_crops if self.multicrop else self.crops.n_global
+
+    @property
+    def ibot(self) -> bool:
+        """Whether iBOT's patch term is on (``ibot_weight > 0``)."""
+        return self.ibot_weight > 0
+
+    @property
+    def effective_ibot_teacher_temps(self) -> tuple[float, float]:
+        """(warmup, final) teacher patch temperature after the sharpening switch."""
+        if not self.sharpening:
+            return self.student_temp, self.student_temp
+        return self.ibot_warmup_teacher_temp, self.ibot_teacher_temp
 
     @property
     def effective_teacher_temps(self) -> tuple[float, float]:

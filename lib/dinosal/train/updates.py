@@ -108,12 +108,15 @@ def cancel_last_layer_grads(model: nn.Module, epoch: int, freeze_epochs: int) ->
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, foreach: bool = False) -> None:
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float, foreach: bool = False,
+               student_only: tuple = ()) -> None:
     """``theta_t <- m theta_t + (1 - m) theta_s`` over matching parameters
     (backbone and head). ``foreach=True`` runs the same two operations over all
-    tensors at once (``torch._foreach_mul_``/``_foreach_add_``): bit-identical."""
+    tensors at once (``torch._foreach_mul_``/``_foreach_add_``): bit-identical.
+    ``student_only``: names of student parameters the teacher lacks by design
+    (iBOT's ``mask_token``); any other difference of names raises ``ValueError``."""
     t_params = dict(teacher.named_parameters())
-    s_params = dict(student.named_parameters())
+    s_params = {n: p for n, p in student.named_parameters() if n not in student_only}
     if t_params.keys() != s_params.keys():
         raise ValueError("ema_update: teacher and student parameter names differ")
     if foreach:
