@@ -35,7 +35,9 @@ checkpoints (:mod:`dinosal.release`):
   [--select] [--no-probes]``: train (or find) the transfer models of
   :mod:`dinosal.transfers` into the run cache, so that the transfer chapter
   finds them; ``--select`` first runs each task's validation grid and trains
-  with its winners (as the chapter's ``select``).
+  with its winners (as the chapter's ``select``). ``--names`` may also name
+  the findings chapter's controls (``dinosal.transfers.controls``), which
+  ``--select`` trains with the winners of the arm each controls.
 
 The models a profile releases come from ``dinosal.zoo.catalogue(profile) ->
 list[tuple[str, TrainSpec]]`` (name, training spec). Held-out metrics come
@@ -258,7 +260,7 @@ def _transfers(args) -> int:
 
     from . import transfers
 
-    every = transfers.names(args.profile)
+    every = transfers.names(args.profile) + transfers.controls(args.profile)
     names = args.names or transfers.names(args.profile, probes=not args.no_probes)
     unknown = sorted(set(names) - set(every))
     if unknown:
@@ -307,7 +309,8 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
     v.add_argument("--profile", default=None, help="only the entries of this profile")
     t = sub.add_parser("transfers", help="train (or find) the transfer models into the run cache")
     t.add_argument("--profile", default="cpu", help="profile whose transfers are trained (default: cpu)")
-    t.add_argument("--names", nargs="*", help="only these transfers (default: every arm, and its probe)")
+    t.add_argument("--names", nargs="*", help="only these transfers (default: every arm, and its probe; the "
+                                              "controls of dinosal.transfers.controls only by name)")
     t.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="transfer seeds (default: 0 1)")
     t.add_argument("--parent-seeds", nargs="*", type=int, default=None,
                    help="pretraining seeds of the parents (default: each recipe's own)")

@@ -26,8 +26,9 @@ an optional extra term.
 The losses of classifier transfer (:mod:`dinosal.train.transfer`) are
 :func:`transfer_loss` -- cross-entropy for one label per image (``"ce"``),
 one binary cross-entropy per class for multi-label images (``"bce"``, as
-``BCEWithLogitsLoss``) and the same per patch token (``"patch_bce"``) --
-with :func:`patch_targets`, the labels of the boxes covering each patch.
+``BCEWithLogitsLoss``) and the same per patch token, each patch labelled by
+the boxes covering it (``"patch_bce"``, :func:`patch_targets`) or by its
+image's labels (``"patch_image_bce"``, the dense head without box labels).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["DinoLossOutput", "DINOLoss", "teacher_temp_schedule", "PatchLossOutput", "IBOTPatchLoss", "koleo_loss",
-           "TRANSFER_LOSSES", "patch_targets", "transfer_loss"]
+           "TRANSFER_LOSSES", "PATCH_LOSSES", "patch_targets", "transfer_loss"]
 
 
 def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
@@ -282,10 +283,15 @@ def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 # Classifier transfer
 # --------------------------------------------------------------------------
 
-TRANSFER_LOSSES = ("ce", "bce", "patch_bce")
+TRANSFER_LOSSES = ("ce", "bce", "patch_bce", "patch_image_bce")
 """``"ce"``: softmax cross-entropy, one class per image; ``"bce"``: one
 sigmoid + binary cross-entropy per class, multi-hot targets per image;
-``"patch_bce"``: the same per patch token."""
+``"patch_bce"``: the same per patch token, labelled by the boxes covering the
+patch (:func:`patch_targets`); ``"patch_image_bce"``: the same per patch token,
+every patch labelled with its image's multi-hot (a dense head trained with
+image-level labels only)."""
+PATCH_LOSSES = ("patch_bce", "patch_image_bce")
+"""The losses of a head on every patch token (:class:`~dinosal.models.PatchClassifier`)."""
 
 
 def patch_targets(boxes, labels, num_classes: int, grid, patch: int) -> torch.Tensor:
@@ -334,6 +340,8 @@ def transfer_loss(logits: torch.Tensor, target: torch.Tensor, loss: str) -> torc
       entries (``nn.BCEWithLogitsLoss``'s default), i.e. per class and image.
     * ``"patch_bce"``: ``logits (B, N, C)``, ``target (B, N, C)`` from
       :func:`patch_targets`; the same BCE, the mean over ``B*N*C``.
+    * ``"patch_image_bce"``: the same, ``target (B, N, C)`` the image's
+      multi-hot on every patch.
 
     Computed in float32. Raises ``ValueError`` naming the argument and the
     problem for an unknown ``loss``, shapes that do not match, a class index
@@ -341,7 +349,7 @@ def transfer_loss(logits: torch.Tensor, target: torch.Tensor, loss: str) -> torc
     """
     if loss not in TRANSFER_LOSSES:
         raise ValueError(f"transfer_loss: loss must be one of {TRANSFER_LOSSES}, got {loss!r}")
-    want = 2 if loss != "patch_bce" else 3
+    want = 3 if loss in PATCH_LOSSES else 2
     if logits.ndim != want:
         raise ValueError(f"transfer_loss: logits for {loss!r} must have {want} dims, got shape {tuple(logits.shape)}")
     logits = logits.float()

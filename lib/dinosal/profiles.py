@@ -23,7 +23,7 @@ parent is transferred to which task).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 from .params import param, require
@@ -495,6 +495,33 @@ def transfer_names(profile: str, probes: bool = True) -> tuple[str, ...]:
 
 def _fine_tuned_names(profile: str) -> tuple[str, ...]:
     return transfer_names(profile, probes=False)
+
+
+@dataclass(frozen=True)
+class TransferControl:
+    """A findings-chapter control ``<parent>__<name>``: the arm ``<parent>__<task>`` (parent, recipe, lr, steps) with
+    ``changes`` to its task (``data_config``: entries added), its labels permuted across images (the seed
+    ``shuffle_labels``), or (``dino``) DINO continued on the arm's training images for the arm's steps."""
+
+    claim: str
+    task: str
+    changes: dict = field(default_factory=dict)
+    shuffle_labels: Optional[int] = None
+    dino: bool = False
+    parent: str = "dino_world"
+
+
+_CONTROLS = {  # name: TransferControl(the claim it serves, the task of the arm it controls, what changes)
+    "bce_driving_shuffled": TransferControl("2 labels: multi-hots permuted", "bce_driving", shuffle_labels=0),
+    "ce_driving_single": TransferControl("3a loss: CE on one-class scenes", "bce_driving",
+                                         dict(loss="ce", data_config=dict(single_class_scenes=1.0))),
+    "bce_vehicles": TransferControl("3a data: BCE on SingleVehicles", "ce_vehicles", dict(loss="bce")),
+    "dense_driving": TransferControl("5 dense: image labels per patch", "bce_driving", dict(loss="patch_image_bce")),
+    "box_driving": TransferControl("5 boxes: box labels per patch", "bce_driving", dict(loss="patch_bce")),
+    "dino_driving_exposure": TransferControl("2 exposure: DINO on its images", "bce_driving", dino=True)}
+TRANSFER_CONTROLS: dict[str, dict[str, TransferControl]] = {"smoke": _CONTROLS, "cpu": _CONTROLS, "paper": {
+    k: replace(c, parent="dino_official") for k, c in _CONTROLS.items() if not c.dino and k != "ce_driving_single"}}
+"""Profile -> name -> :class:`TransferControl` (not arms). Paper: no one-class BDD100K scenes; no DINO head."""
 
 
 # --------------------------------------------------------------------------

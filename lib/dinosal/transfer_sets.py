@@ -20,6 +20,12 @@ them:
   the rest, ``test`` the task's test file (BDD100K's val split, Stanford Cars'
   labelled test annotations). The key holds the files' fingerprint.
 
+Two views of a training set serve the findings chapter's controls
+(:data:`~dinosal.profiles.TRANSFER_CONTROLS`): ``TaskData.shuffle_labels``
+permutes the image-level labels across the training images
+(:class:`ShuffledLabels`), and a ``"ce"`` task on driving scenes trains on
+the images with an object only (CE needs one class per image).
+
 The pre-registration's rules live here too (book/preregistration.md):
 :data:`VEHICLES` and :data:`CO_OCCURRING`, the margins :data:`OA_MARGIN` and
 :data:`RATIO_MARGIN`, :func:`shows_preregistered` and
@@ -32,10 +38,11 @@ Floor 3 under :mod:`dinosal.transfers`, over :mod:`dinosal.zoo`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Sequence as SequenceABC
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,7 +52,7 @@ from . import runs, zoo
 from .data.sample import GroundTruth, part_masks, truth_from_boxes, truth_of
 from .parts import MEASURABLE_MAX, overall_activation  # one definition of each (dinosal.parts), re-exported here
 
-__all__ = ["TaskData", "Frame", "DATA_KIND", "VEHICLES", "CO_OCCURRING", "OA_MARGIN", "RATIO_MARGIN", "task_data", "task_set", "test_scenes",
+__all__ = ["TaskData", "Frame", "ShuffledLabels", "DATA_KIND", "VEHICLES", "CO_OCCURRING", "OA_MARGIN", "RATIO_MARGIN", "task_data", "task_set", "test_scenes",
            "shows_preregistered", "preregistered_scenes", "scene_truth", "overall_activation", "MEASURABLE_MAX",
            "output_dir"]
 
@@ -70,6 +77,9 @@ class TaskData:
     files under the data root (real); n_train, n_val: training and validation images; identity: for
     real data :func:`dinosal.runs.files_fingerprint` of the label files and every image they name
     (root, count, digest), None for generated data (the generator version rides on the config).
+    shuffle_labels: None (the true labels), or the seed of the permutation that gives training image
+    ``i`` the multi-hot of image ``perm[i]`` (:class:`ShuffledLabels`; a ``"bce"`` task only). Left out
+    of the key at None, so the tasks' keys did not move when it was added.
     """
 
     task: str
@@ -79,6 +89,7 @@ class TaskData:
     n_train: int
     n_val: int
     identity: Optional[dict] = None
+    shuffle_labels: Optional[int] = field(default=None, metadata={"key_omit_default": True})
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,15 +124,20 @@ def _read_real(data: str, root: str, files: tuple) -> tuple:
             readers.read_stanford_cars(r / f["test_annos"], r / f["test_images"], meta))
 
 
-def task_data(task_name: str, t, data_root=None, n_train: Optional[int] = None) -> TaskData:
+def task_data(task_name: str, t, data_root=None, n_train: Optional[int] = None,
+              shuffle_labels: Optional[int] = None) -> TaskData:
     """The :class:`TaskData` of task ``t`` (a :class:`~dinosal.profiles.TransferTask`) named
-    ``task_name``; ``n_train`` (None: the table's) bounds the training images."""
+    ``task_name``; ``n_train`` (None: the table's) bounds the training images; ``shuffle_labels``:
+    see :class:`TaskData` (``ValueError`` for a task whose loss is not ``"bce"``)."""
     from .data.synthetic import DrivingConfig, VehicleConfig
 
+    if shuffle_labels is not None and t.loss != "bce":
+        raise ValueError(f"transfers: shuffle_labels permutes multi-hot labels; task {task_name!r} has loss {t.loss!r}")
+    extra = {} if shuffle_labels is None else {"shuffle_labels": int(shuffle_labels)}
     n = int(n_train or t.n_train)
     if t.data in ("driving", "vehicles"):
         cls = DrivingConfig if t.data == "driving" else VehicleConfig
-        return TaskData(task_name, t.loss, t.data, cls(**{**t.data_config, "length": n}), n, int(t.n_val))
+        return TaskData(task_name, t.loss, t.data, cls(**{**t.data_config, "length": n}), n, int(t.n_val), **extra)
     if t.data not in _REAL:
         raise ValueError(f"transfers: task {task_name!r} has unknown data {t.data!r}; valid: driving, vehicles, "
                          f"{', '.join(_REAL)}")
@@ -130,7 +146,7 @@ def task_data(task_name: str, t, data_root=None, n_train: Optional[int] = None) 
     sets = _read_real(t.data, str(root), tuple(sorted(files.items())))
     labels = [root / v for k, v in files.items() if k in ("labels", "test_labels", "annos", "test_annos", "meta")]
     ident = runs.files_fingerprint(root, labels + [a.image for s in sets for a in s])
-    return TaskData(task_name, t.loss, t.data, files, n, int(t.n_val), ident)
+    return TaskData(task_name, t.loss, t.data, files, n, int(t.n_val), ident, **extra)
 
 
 class _Frames(SequenceABC):
@@ -143,15 +159,63 @@ class _Frames(SequenceABC):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def multi_hot_of(self, i: int) -> np.ndarray:
+        """Item ``i``'s multi-hot, without decoding its image."""
+        multi_hot = np.zeros(len(self.class_names), np.float32)
+        multi_hot[np.asarray(self.annotated[self.indices[i]].labels, dtype=np.int64)] = 1.0
+        return multi_hot
+
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         k = self.indices[i]
         a = self.annotated[k]
-        multi_hot = np.zeros(len(self.class_names), np.float32)
-        multi_hot[np.asarray(a.labels, dtype=np.int64)] = 1.0
         return Frame(self.annotated.image(k), np.asarray(a.boxes, np.float32).reshape(-1, 4),
-                     np.asarray(a.labels, np.int64), multi_hot, self.class_names)
+                     np.asarray(a.labels, np.int64), self.multi_hot_of(i), self.class_names)
+
+
+class _View(SequenceABC):
+    """Items ``indices`` of a training set; with ``perm``, item ``i`` carries the multi-hot of item ``perm[i]``."""
+
+    def __init__(self, base, indices, perm=None) -> None:
+        self.base, self.indices, self.perm = base, list(indices), perm
+        self.class_names = tuple(getattr(base, "class_names", None) or base[0].class_names)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _multi_hot(self, i: int) -> np.ndarray:
+        k = self.indices[i]
+        return self.base.multi_hot_of(k) if hasattr(self.base, "multi_hot_of") else self.base[k].multi_hot
+
+    def multi_hot_of(self, i: int) -> np.ndarray:
+        return self._multi_hot(i if self.perm is None else int(self.perm[i]))
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        item = self.base[self.indices[range(len(self))[i]]]
+        return item if self.perm is None else dataclasses.replace(item, multi_hot=self.multi_hot_of(i))
+
+
+class ShuffledLabels(_View):
+    """A training set whose image-level labels are permuted across its images (the labels control):
+    item ``i`` is image ``i`` with the multi-hot of image ``perm[i]``, ``perm`` drawn once by
+    ``numpy.random.default_rng(seed).permutation``. The label histogram (the multiset of multi-hots)
+    is kept; only the pairing of images and labels changes. The item's boxes, per-object labels and
+    masks stay its own: what a ``"bce"`` loss reads is the multi-hot alone."""
+
+    def __init__(self, base, seed: int) -> None:
+        super().__init__(base, range(len(base)), np.random.default_rng(int(seed)).permutation(len(base)))
+        self.seed = int(seed)
+
+
+def _training_view(data: TaskData, train):
+    """The training set a task trains on: CE on driving scenes keeps the images with an object; then
+    ``shuffle_labels`` (:class:`ShuffledLabels`)."""
+    if data.loss == "ce" and data.data == "driving":
+        train = _View(train, [i for i in range(len(train)) if len(train[i].labels)])
+    return train if data.shuffle_labels is None else ShuffledLabels(train, data.shuffle_labels)
 
 
 def _training_set(config):
@@ -171,6 +235,7 @@ def _training_set(config):
 def task_set(data: TaskData, split: str, n: Optional[int] = None):
     """The ``split`` (``"train"``, ``"validation"``, ``"test"``) of a task, as a sequence of items
     (see the module doc); ``n`` images (validation: default ``n_val``; test: required; train: all).
+    Validation and test keep the true labels whatever ``shuffle_labels`` says.
     Raises ``ValueError`` for an unknown split, or a test set without ``n``."""
     if split not in ("train", "validation", "test"):
         raise ValueError(f"transfers: split must be train, validation or test, got {split!r}")
@@ -179,14 +244,14 @@ def task_set(data: TaskData, split: str, n: Optional[int] = None):
     n = data.n_val if split == "validation" and n is None else n
     if data.data not in _REAL:
         if split == "train":
-            return _training_set(data.config)
+            return _training_view(data, _training_set(data.config))
         return zoo.held_out_samples(data.config, int(n), split=split)
     train_all, test = _read_real(data.data, data.identity["root"], tuple(sorted(data.config.items())))
     n_fit = len(train_all) - data.n_val
     if n_fit < 1:
         raise ValueError(f"transfers: {train_all.source} has {len(train_all)} items, not more than n_val={data.n_val}")
     if split == "train":
-        return _Frames(train_all, range(min(data.n_train, n_fit)))
+        return _training_view(data, _Frames(train_all, range(min(data.n_train, n_fit))))
     if split == "validation":
         return _Frames(train_all, range(n_fit, len(train_all)))[: int(n)]
     return _Frames(test, range(min(int(n), len(test))))

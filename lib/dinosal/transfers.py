@@ -38,6 +38,10 @@ parent, :func:`file_spec` a checkpoint file the reader names.
   :func:`~dinosal.transfer_sets.preregistered_scenes`).
 * :func:`select`: the lr x steps grid of a task on the validation split,
   ranked by mAP (bce) or top-1 (ce) only, cached.
+* **Controls** (:func:`controls`, :data:`~dinosal.profiles.TRANSFER_CONTROLS`), not in :func:`names`
+  nor :func:`catalogue`: ``<parent>__<control>``, resolved like the arms, each its arm with one change
+  (same parent, recipe, lr and steps; :func:`select` of a control is its arm's). The exposure control
+  is a DINO run (:mod:`dinosal.exposure`): :func:`load` gives its backbone.
 
 Floor 3, above :mod:`dinosal.zoo` (parents, splits) and :mod:`dinosal.release`.
 Data loading of the tasks (generated sets, the paper's BDD100K and Stanford
@@ -57,8 +61,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from . import release, runs, transfer_sets, zoo
-from .profiles import PROBE_SUFFIX, TRANSFER_ARMS, TRANSFER_TASKS, TransferTask, transfer_names
+from . import exposure, release, runs, transfer_sets, zoo
+from .exposure import ExposureSpec
+from .profiles import PROBE_SUFFIX, TRANSFER_ARMS, TRANSFER_CONTROLS, TRANSFER_TASKS, TransferControl, TransferTask
+from .profiles import transfer_names
 from .train.runtime import SNAPSHOT_DIR
 from .train.transfer import CHECKPOINT, LOG_CSV, backbone_from_file, train_transfer
 from .train.transfer_config import RUN_CONTROL_FIELDS, TransferConfig
@@ -66,10 +72,10 @@ from .train.transfer_data import evaluate_transfer
 from .transfer_sets import TaskData
 
 __all__ = ["TRANSFER_KIND", "SELECTION_KIND", "ParentRef", "TaskData", "TransferSpec", "TransferKey", "TransferCard",
-           "Selection", "names", "parse", "task", "transfer_config", "spec", "file_spec", "key_view", "model_key",
-           "artifact_dir", "parent_backbone", "train_cached", "resolve", "load", "get", "snapshots", "load_snapshot",
-           "metric_of", "grid", "choose", "select", "scores_on_test", "recipe_table", "release_name", "catalogue",
-           "release_snapshots"]
+           "Selection", "names", "controls", "control", "parse", "task", "transfer_config", "spec", "file_spec",
+           "key_view", "model_key", "artifact_dir", "parent_backbone", "train_cached", "resolve", "load", "get",
+           "snapshots", "load_snapshot", "metric_of", "grid", "choose", "select", "scores_on_test", "recipe_table",
+           "release_name", "catalogue", "release_snapshots"]
 
 TRANSFER_KIND = release.TRANSFER_KIND
 SELECTION_KIND = "transfer_selection"
@@ -82,6 +88,19 @@ def names(profile: str, probes: bool = True) -> list[str]:
     """The transfer models of ``profile``: every arm fine-tuned, then (``probes``) its linear probe."""
     _arms(profile)
     return list(transfer_names(profile, probes))
+
+
+def controls(profile: str) -> list[str]:
+    """The findings chapter's controls of ``profile`` (:data:`~dinosal.profiles.TRANSFER_CONTROLS`), named
+    ``<parent>__<control>``, each the arm ``<parent>__<task>`` with one change (:func:`control`)."""
+    _arms(profile)
+    return [f"{c.parent}__{name}" for name, c in TRANSFER_CONTROLS.get(profile, {}).items()]
+
+
+def control(task_name: str, profile: str) -> Optional[TransferControl]:
+    """The :class:`~dinosal.profiles.TransferControl` of a control's task name (``"bce_driving_shuffled"``),
+    None for any other task."""
+    return TRANSFER_CONTROLS.get(profile, {}).get(task_name)
 
 
 def _arms(profile: str):
@@ -102,11 +121,17 @@ def parse(name: str) -> tuple[str, str, str]:
 
 
 def task(name: str, profile: str) -> TransferTask:
-    """The :class:`~dinosal.profiles.TransferTask` ``name`` of ``profile``."""
+    """The :class:`~dinosal.profiles.TransferTask` ``name`` of ``profile``; a control's: its arm's task with
+    the control's ``changes`` (``data_config`` entries added to the arm's)."""
     _arms(profile)
-    tasks = TRANSFER_TASKS[profile]
+    tasks, c = TRANSFER_TASKS[profile], control(name, profile)
+    if c is not None:
+        changes = dict(c.changes)
+        data_config = {**tasks[c.task].data_config, **changes.pop("data_config", {})}
+        return dataclasses.replace(tasks[c.task], data_config=data_config, **changes)
     if name not in tasks:
-        raise KeyError(f"transfers: no task {name!r} in profile {profile!r}; available: {sorted(tasks)}")
+        raise KeyError(f"transfers: no task {name!r} in profile {profile!r}; available: "
+                       f"{sorted(tasks) + sorted(TRANSFER_CONTROLS.get(profile, {}))}")
     return tasks[name]
 
 
@@ -185,15 +210,21 @@ def _parent(parent: str, profile: str, parent_seed: Optional[int]) -> tuple[Pare
 
 
 def spec(name: str, profile: str, parent_seed: Optional[int] = None, seed: int = 0, data_root=None,
-         n_train: Optional[int] = None, **overrides) -> TransferSpec:
+         n_train: Optional[int] = None, **overrides) -> TransferSpec | ExposureSpec:
     """The :class:`TransferSpec` of transfer ``name`` (``<parent>__<task>[__probe]``; any zoo model of
-    ``profile`` as parent). ``parent_seed``: see the module doc (None: the recipe's own); ``seed``: the
-    transfer's; ``data_root``: the paper's data folder (None: ``$DINOSAL_DATA``); ``n_train``: fewer
-    training images than the table's (a dry run); ``overrides``: :class:`TransferConfig` fields."""
+    ``profile`` as parent; a control's name too). ``parent_seed``: see the module doc (None: the recipe's
+    own); ``seed``: the transfer's; ``data_root``: the paper's data folder (None: ``$DINOSAL_DATA``);
+    ``n_train``: fewer training images than the table's (a dry run); ``overrides``: :class:`TransferConfig`
+    fields. The exposure control gives an :class:`~dinosal.exposure.ExposureSpec` (the fine-tune's steps)."""
     parent, task_name, mode = parse(name)
-    t = task(task_name, profile)
+    t, c = task(task_name, profile), control(task_name, profile)
+    data = transfer_sets.task_data(task_name, t, data_root, n_train, c.shuffle_labels if c else None)
+    if c is not None and c.dino:
+        if mode != "finetune":
+            raise ValueError(f"transfers: {name!r}: the exposure control is a DINO run; it has no probe")
+        return exposure.spec(name, profile, parent, task_name, parent_seed, data,
+                             transfer_config(t, "finetune", seed, **overrides), overrides)
     ref, source = _parent(parent, profile, parent_seed)
-    data = transfer_sets.task_data(task_name, t, data_root, n_train)
     return TransferSpec(name, profile, parent, task_name, mode, parent_seed, ref, data,
                         transfer_config(t, mode, seed, **overrides), source)
 
@@ -204,31 +235,37 @@ def file_spec(path, task_name: str, profile: str, mode: str = "finetune", seed: 
     :func:`~dinosal.train.transfer.backbone_from_file`: its ``which`` network; ``heads`` for a width
     that is not a DINO size). Its name is ``file_<8 hex of the file's sha256>__<task>[__probe]``; the
     key holds the file's sha256, ``which`` and ``heads``."""
-    path = Path(path)
+    path, t, c = Path(path), task(task_name, profile), control(task_name, profile)
+    if c is not None and c.dino:
+        raise ValueError(f"transfers: {task_name!r} is a DINO run from a zoo parent, not a transfer of a file")
     digest = release.sha256_file(path)
-    t = task(task_name, profile)
     name = f"file_{digest[:8]}__{task_name}" + (PROBE_SUFFIX if mode == "probe" else "")
     return TransferSpec(name, profile, "file", task_name, mode, None,
                         ParentRef("file", {"sha256": digest, "which": which, "heads": heads}),
-                        transfer_sets.task_data(task_name, t, data_root, n_train),
+                        transfer_sets.task_data(task_name, t, data_root, n_train, c.shuffle_labels if c else None),
                         transfer_config(t, mode, seed, **overrides), str(path))
 
 
 def key_view(s: TransferSpec) -> TransferKey:
     """What the key hashes: the spec's parent identity, data, and config with the run-control fields
-    (:data:`~dinosal.train.transfer_config.RUN_CONTROL_FIELDS`) at their defaults."""
+    (:data:`~dinosal.train.transfer_config.RUN_CONTROL_FIELDS`) at their defaults. An exposure run's:
+    :func:`dinosal.exposure.key_view`."""
+    if isinstance(s, ExposureSpec):
+        return exposure.key_view(s)
     defaults = {f.name: f.default for f in dataclasses.fields(TransferConfig) if f.name in RUN_CONTROL_FIELDS}
     return TransferKey(s.parent_ref, s.data, dataclasses.replace(s.config, **defaults))
 
 
 def model_key(s: TransferSpec) -> str:
-    """The run-cache key of transfer ``s`` (16 hex digits)."""
+    """The run-cache key of transfer ``s`` (16 hex digits; an exposure run's: :func:`dinosal.exposure.model_key`)."""
+    if isinstance(s, ExposureSpec):
+        return exposure.model_key(s)
     return runs.config_key(TRANSFER_KIND, key_view(s))
 
 
 def artifact_dir(s: TransferSpec) -> Path:
     """Where the run cache keeps (or will keep) transfer ``s``."""
-    return runs.cache_root() / TRANSFER_KIND / model_key(s)
+    return exposure.artifact_dir(s) if isinstance(s, ExposureSpec) else runs.cache_root() / TRANSFER_KIND / model_key(s)
 
 
 # ---------------------------------------------------------------- training and loading
@@ -237,7 +274,7 @@ def artifact_dir(s: TransferSpec) -> Path:
 def parent_backbone(s: TransferSpec) -> tuple[torch.nn.Module, str]:
     """The parent's backbone (eval mode) and where it came from (the zoo's words: ``"released"``,
     ``"run cache"``, ``"trained now"``, ``"random init"``, ``"official"``; ``"file"``)."""
-    kind = s.parent_ref.kind
+    kind = "dino" if isinstance(s, ExposureSpec) else s.parent_ref.kind
     if kind == "dino":
         path, source = zoo.resolve(s.parent_source)
         return release.load_artifact_backbone(path).eval(), source
@@ -264,7 +301,10 @@ def train_cached(s: TransferSpec, rebuild: bool = False, use_release: bool = Tru
     release. The trained artifact holds ``checkpoint.pth``, ``log.csv``, ``snapshots/`` and a manifest
     with the training's steps and time, the parent (name, identity, source), the class names and the
     validation scores (``metrics``: map, top1, per-class AP on the task's ``n_val`` validation images).
-    A config with ``stop_at_step`` is refused: a cached model is a finished run."""
+    A config with ``stop_at_step`` is refused: a cached model is a finished run. An exposure run:
+    :func:`dinosal.exposure.train_cached`."""
+    if isinstance(s, ExposureSpec):
+        return exposure.train_cached(s, rebuild, use_release)
     if s.config.stop_at_step is not None:
         raise ValueError("transfers: stop_at_step would cache an unfinished run; train it with train_transfer")
     key = model_key(s)
@@ -295,6 +335,8 @@ def train_cached(s: TransferSpec, rebuild: bool = False, use_release: bool = Tru
 
 def resolve(s: TransferSpec) -> tuple[Path, str]:
     """:func:`train_cached` of ``s`` and where it came from: ``"released"``, ``"run cache"`` or ``"trained now"``."""
+    if isinstance(s, ExposureSpec):
+        return exposure.resolve(s)
     existed = (artifact_dir(s) / runs.MANIFEST).is_file()
     path = train_cached(s)
     if runs.read_manifest(path).get("source") == "release":
@@ -326,14 +368,19 @@ class TransferCard:
 
 def load(s: TransferSpec) -> tuple[torch.nn.Module, TransferCard]:
     """``(classifier in eval mode, TransferCard)`` of transfer ``s`` (resolved as :func:`resolve`; trained
-    or materialised from a release, read by :func:`dinosal.release.load_artifact_classifier`)."""
+    or materialised from a release, read by :func:`dinosal.release.load_artifact_classifier`). The exposure
+    control gives its teacher backbone (no classes; ``mode`` ``"dino"``)."""
     path, source = resolve(s)
-    ck = release.load_artifact_classifier(path)  # checkpoint.pth, or classifier.safetensors of a release
     manifest = runs.read_manifest(path)
-    card = TransferCard(s.name, s.profile, s.parent, s.task, s.mode, s.parent_seed, s.config.seed, model_key(s),
-                        str(path), source, int(manifest.get("training", {}).get("steps", 0)),
-                        float(manifest["timings"]["build_seconds"]), ck.class_names, manifest.get("metrics", {}))
-    return ck.model.eval(), card
+    if isinstance(s, ExposureSpec):
+        model, class_names, seed = release.load_artifact_backbone(path), (), s.seed
+    else:
+        ck = release.load_artifact_classifier(path)  # checkpoint.pth, or classifier.safetensors of a release
+        model, class_names, seed = ck.model, ck.class_names, s.config.seed
+    card = TransferCard(s.name, s.profile, s.parent, s.task, s.mode, s.parent_seed, seed, model_key(s), str(path),
+                        source, int(manifest.get("training", {}).get("steps", 0)),
+                        float(manifest["timings"]["build_seconds"]), class_names, manifest.get("metrics", {}))
+    return model.eval(), card
 
 
 def get(name: str, profile: str, parent_seed: Optional[int] = None, seed: int = 0, data_root=None,
@@ -350,10 +397,13 @@ def snapshots(card: TransferCard) -> dict[int, Path]:
 
 
 def load_snapshot(card: TransferCard, step: int) -> torch.nn.Module:
-    """The classifier (eval mode) of ``card``'s snapshot at ``step``; ``KeyError`` for a step not kept."""
+    """The classifier (eval mode; the exposure control: its teacher backbone) of ``card``'s snapshot at
+    ``step``; ``KeyError`` for a step not kept."""
     paths = snapshots(card)
     if step not in paths:
         raise KeyError(f"transfers: {card.name} kept no snapshot of step {step}; kept: {sorted(paths)}")
+    if card.mode == "dino":
+        return release.load_artifact_backbone(card.path, snapshot=step)
     return release.load_classifier(paths[step]).model.eval()
 
 
@@ -431,8 +481,10 @@ def select(task_name: str, profile: str, mode: str = "finetune", parent: Optiona
     (default: train it through :func:`train_cached` and read its validation scores). The table is
     cached (kind ``"transfer_selection"``, keyed by the metric and every candidate's key), so a second
     call trains and scores nothing. ``only_cached``: return None instead of running a grid that is not
-    in the cache. Ties go to the first candidate in grid order (:func:`choose`).
+    in the cache. Ties go to the first candidate in grid order (:func:`choose`). A control's task
+    selects as its arm's: the same grid, the same winners.
     """
+    task_name = c.task if (c := control(task_name, profile)) else task_name
     t = task(task_name, profile)
     parent = parent or t.select_parent
     name = f"{parent}__{task_name}" + (PROBE_SUFFIX if mode == "probe" else "")
@@ -490,7 +542,7 @@ def release_name(s: TransferSpec) -> str:
     """The release entry name of ``s``: ``<name>__s<seed>`` (``dino_world__bce_driving__s0``), with the
     parent's pretraining seed when one is chosen, ``<name>__p<parent seed>__s<seed>``; plain identifiers,
     unique over the catalogue and apart from the zoo's names (no zoo name ends in ``__s<digits>``)."""
-    return _release_name(s.name, s.parent_seed, s.config.seed)
+    return _release_name(s.name, s.parent_seed, s.seed if isinstance(s, ExposureSpec) else s.config.seed)
 
 
 def _release_name(name: str, parent_seed: Optional[int], seed: int) -> str:

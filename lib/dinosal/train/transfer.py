@@ -14,7 +14,8 @@ starting model's.
   patch tokens. ``loss="patch_bce"`` puts the same layer on every patch
   token instead (:class:`~dinosal.models.PatchClassifier`), each patch
   labelled by the boxes covering its centre
-  (:func:`~dinosal.losses.patch_targets`).
+  (:func:`~dinosal.losses.patch_targets`); ``"patch_image_bce"`` is the same
+  dense head with the image's labels on every patch.
 * **Modes.** ``"probe"``: the backbone is frozen (``requires_grad=False``)
   and stays in eval mode, as in eval_linear, so its weights, keys and
   attention -- everything LOST, TokenCut and the CLS maps read -- are
@@ -65,7 +66,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..losses import transfer_loss
+from ..losses import PATCH_LOSSES, transfer_loss
 from ..metrics import ClassificationScores
 from ..models import (Classifier, LinearHead, PatchClassifier, dino_backbone_from, feature_dim, load_dino_backbone,
                       set_drop_path)
@@ -110,10 +111,10 @@ def build_classifier(backbone: nn.Module, num_classes: int, loss: str = "ce", n_
                      avgpool: bool = False) -> AnyClassifier:
     """``backbone`` (used as is, not copied) with a fresh :class:`~dinosal.models.LinearHead`:
     a :class:`~dinosal.models.Classifier` for ``"ce"``/``"bce"``, a
-    :class:`~dinosal.models.PatchClassifier` for ``"patch_bce"``. The head's
+    :class:`~dinosal.models.PatchClassifier` for the patch losses. The head's
     init draws from torch's global generator."""
     width = int(backbone.embed_dim)
-    if loss == "patch_bce":
+    if loss in PATCH_LOSSES:
         return PatchClassifier(backbone, LinearHead(width, num_classes, multi_label=True))
     head = LinearHead(feature_dim(width, n_last_blocks, avgpool), num_classes, multi_label=loss == "bce")
     return Classifier(backbone, head, n_last_blocks=n_last_blocks, avgpool=avgpool)

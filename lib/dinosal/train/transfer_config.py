@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from ..losses import TRANSFER_LOSSES
+from ..losses import PATCH_LOSSES, TRANSFER_LOSSES
 from ..runs import config_dict
 from .dino_config import _f, config_help
 
@@ -47,7 +47,7 @@ class TransferConfig:
 
     # ---- what is trained
     mode: str = _f("probe", "'probe': the backbone is frozen (eval mode, no gradients) and only the head learns, so attention and keys cannot change; 'finetune': the whole network learns")
-    loss: str = _f("ce", "'ce': softmax cross-entropy, one class per image (the Stanford Cars role); 'bce': one sigmoid + binary cross-entropy per class on the image's multi-hot labels (the BDD100K role); 'patch_bce': the same per patch token, each patch labelled by the boxes covering its centre")
+    loss: str = _f("ce", "'ce': softmax cross-entropy, one class per image (the Stanford Cars role); 'bce': one sigmoid + binary cross-entropy per class on the image's multi-hot labels (the BDD100K role); 'patch_bce': the same per patch token, each patch labelled by the boxes covering its centre; 'patch_image_bce': the same per patch token, every patch labelled with its image's multi-hot (no boxes)")
     n_last_blocks: int = _f(1, "the head reads the CLS tokens of the last n blocks (each through the final norm), concatenated. 1 is the paper's classifier; 4 is eval_linear's ViT-S recipe")
     avgpool: bool = _f(False, "also feed the average of the last block's normed patch tokens (eval_linear's ViT-B recipe: n_last_blocks=1, avgpool on)")
     # ---- data
@@ -120,8 +120,8 @@ class TransferConfig:
         if self.precompute_features and (self.mode != "probe" or self.augment):
             raise ValueError("TransferConfig.precompute_features needs mode='probe' and augment=False (features "
                              f"of a frozen backbone on unaugmented images), got mode={self.mode!r}, augment={self.augment}")
-        if self.loss == "patch_bce" and (self.n_last_blocks != 1 or self.avgpool):
-            raise ValueError("TransferConfig.loss='patch_bce' reads the last block's patch tokens only; "
+        if self.loss in PATCH_LOSSES and (self.n_last_blocks != 1 or self.avgpool):
+            raise ValueError(f"TransferConfig.loss={self.loss!r} reads the last block's patch tokens only; "
                              f"n_last_blocks must be 1 and avgpool False, got {self.n_last_blocks}, {self.avgpool}")
 
     @classmethod

@@ -34,7 +34,7 @@ from torchvision.transforms import v2
 
 from ..data.multicrop import IMAGENET_MEAN, IMAGENET_STD
 from ..features import patch_size_of
-from ..losses import TRANSFER_LOSSES, patch_targets
+from ..losses import PATCH_LOSSES, TRANSFER_LOSSES, patch_targets
 from ..metrics import ClassificationScores, classification_scores
 from ..models import PatchClassifier
 
@@ -67,7 +67,8 @@ def sample_target(sample, loss: str, num_classes: int, grid=None, patch: Optiona
     ``"bce"`` -> ``(C,)`` float32 multi-hot; ``"patch_bce"`` -> ``(rows*cols,
     C)`` float32 from :func:`~dinosal.losses.patch_targets` of ``boxes``
     (default ``sample.boxes``; pass the boxes after the image's geometric
-    transform) on ``grid`` with ``patch``.
+    transform) on ``grid`` with ``patch``; ``"patch_image_bce"`` -> ``(rows*cols,
+    C)``, the image's multi-hot on every patch (a crop keeps it, as for ``"bce"``).
 
     Raises ``ValueError`` naming the problem: for ``"ce"`` a sample with no
     object or objects of several classes (one class per image is the rule of
@@ -83,13 +84,16 @@ def sample_target(sample, loss: str, num_classes: int, grid=None, patch: Optiona
         if not 0 <= labels[0] < num_classes:
             raise ValueError(f"sample label {int(labels[0])} is outside 0..{num_classes - 1}")
         return torch.tensor(int(labels[0]), dtype=torch.int64)
-    if loss == "bce":
+    if loss in ("bce", "patch_image_bce"):
         mh = np.asarray(sample.multi_hot, dtype=np.float32).reshape(-1)
         if len(mh) != num_classes:
             raise ValueError(f"sample multi_hot has {len(mh)} entries for {num_classes} classes")
-        return torch.from_numpy(mh.copy())
+        if loss == "bce":
+            return torch.from_numpy(mh.copy())
     if grid is None or patch is None:
-        raise ValueError("loss='patch_bce' needs the token grid and the patch size")
+        raise ValueError(f"loss={loss!r} needs the token grid and the patch size")
+    if loss == "patch_image_bce":
+        return torch.from_numpy(mh.copy()).expand(int(grid[0]) * int(grid[1]), num_classes).clone()
     return patch_targets(sample.boxes if boxes is None else boxes, labels, num_classes, grid, patch)
 
 
@@ -98,7 +102,7 @@ class TransferTransform:
 
     ``train``: random crop and flip (``crop_scale``, ``flip_p``) or the
     evaluation resize. ``patch``: the backbone's patch size (needed for
-    ``"patch_bce"``; ``img_size`` must be a multiple of it). Randomness comes
+    the patch losses; ``img_size`` must be a multiple of it). Randomness comes
     from torch's global generator, which the trainer seeds per sample.
     """
 
@@ -178,8 +182,9 @@ def _eval_outputs(model: nn.Module, fn, dataset, transform, batch_size: int, out
 
 def loss_of(model: nn.Module) -> str:
     """``"patch_bce"`` for a model whose output has a patch axis (a
-    :class:`~dinosal.models.PatchClassifier`), else ``"bce"`` when its head
-    says ``multi_label``, else ``"ce"``."""
+    :class:`~dinosal.models.PatchClassifier`, whether trained on box or on
+    image-level labels), else ``"bce"`` when its head says ``multi_label``,
+    else ``"ce"``."""
     if isinstance(model, PatchClassifier):
         return "patch_bce"
     return "bce" if getattr(getattr(model, "head", None), "multi_label", False) else "ce"
@@ -192,7 +197,7 @@ def predict(model: nn.Module, dataset, img_size: int, loss: Optional[str] = None
 
     Returns ``(scores, targets)`` as numpy: ``(n, C)`` and ``(n,)`` class
     indices for ``"ce"``; ``(n, C)`` and ``(n, C)`` for ``"bce"``; ``(n, N,
-    C)`` twice for ``"patch_bce"``. ``loss`` defaults to :func:`loss_of`.
+    C)`` twice for the patch losses. ``loss`` defaults to :func:`loss_of`.
     Raises ``ValueError`` for an empty set."""
     if len(dataset) == 0:
         raise ValueError("dataset is empty; nothing to evaluate")
@@ -210,8 +215,13 @@ def evaluate_transfer(model: nn.Module, dataset, img_size: int, loss: Optional[s
     ``img_size``): top-1 and confusion matrix for ``"ce"``; per-class AP and
     mAP for every loss (classes with no positive in the set are left out of
     the mean and listed, see :func:`~dinosal.metrics.classification_scores`).
+    A dense head is scored against the boxes whatever labels it was trained
+    on (``"patch_image_bce"`` is evaluated as ``"patch_bce"``: AP of its
+    patches against the box labels, so both dense heads share one measure).
     ``class_names`` default to the set's."""
     loss = loss or loss_of(model)
+    if loss in PATCH_LOSSES:
+        loss = "patch_bce"
     scores, targets = predict(model, dataset, img_size, loss, batch_size)
     names = tuple(class_names) if class_names is not None else class_names_of(dataset)
     return classification_scores(loss, targets, scores, names)
