@@ -145,7 +145,7 @@ def test_key_version_is_a_class_attribute_not_a_field():
 PINNED_MODEL_KEYS = {
     ("smoke", "dino_world"): "a82c5e7088a0ccbc",
     ("smoke", "dino_driving"): "7b3974cad008303f",
-    ("cpu", "dino_world"): "32fbb14f661f496c",
+    ("cpu", "dino_world"): "87a5fb779ddd0eb0",  # the frozen recipe of issue 14 (was 32fbb14f661f496c)
     ("cpu", "dino_driving"): "50e8c37869433f48",
 }
 
@@ -153,3 +153,10 @@ PINNED_MODEL_KEYS = {
 @pytest.mark.parametrize("profile, name", sorted(PINNED_MODEL_KEYS))
 def test_model_keys_of_the_study_are_pinned(profile, name):
     assert zoo.model_key(zoo.train_spec(zoo.recipe(name, profile))) == PINNED_MODEL_KEYS[(profile, name)]
+
+
+def test_the_search_base_keeps_the_key_of_the_model_the_levers_changed():
+    # benchmarks/pretrain_levers.py and the appendix's log refer to the pre-freeze dino_world by this key
+    from dinosal.profiles import DINO_WORLD_SEARCH_BASE
+
+    assert zoo.model_key(zoo.train_spec(DINO_WORLD_SEARCH_BASE)) == "32fbb14f661f496c"
