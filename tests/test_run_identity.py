@@ -160,3 +160,14 @@ def test_the_search_base_keeps_the_key_of_the_model_the_levers_changed():
     from dinosal.profiles import DINO_WORLD_SEARCH_BASE
 
     assert zoo.model_key(zoo.train_spec(DINO_WORLD_SEARCH_BASE)) == "32fbb14f661f496c"
+
+
+def test_a_crops_override_is_merged_over_the_recipes_crops():
+    r = zoo.recipe("dino_world", "smoke")
+    base = zoo.train_spec(r)
+    two = zoo.train_spec(r, crops={"n_local": 1})
+    assert two.dino.crops.n_local == 1 and two.dino.crops.global_size == base.dino.crops.global_size
+    assert zoo.model_key(two) != zoo.model_key(base)
+    assert zoo.train_spec(r, crops=base.dino.crops).dino.crops == base.dino.crops
+    with pytest.raises(ValueError, match="bogus"):
+        zoo.train_spec(r, crops={"bogus": 1})

@@ -146,14 +146,30 @@ def _data_config(r: DinoRecipe):
 
 
 def train_spec(r: DinoRecipe, **train_overrides) -> TrainSpec:
-    """Resolve a recipe into a :class:`TrainSpec` (``train_overrides`` win)."""
+    """Resolve a recipe into a :class:`TrainSpec` (``train_overrides`` win; a ``crops`` override, a
+    :class:`MultiCropConfig` or a dict of its fields, is merged over the recipe's crops; an unknown
+    crop field raises ``ValueError``)."""
     base = MultiCropConfig.weak() if r.crops_preset == "weak" else MultiCropConfig()
     if r.crops_preset not in ("weak", "official"):
         raise ValueError(f"zoo: crops_preset must be 'weak' or 'official', got {r.crops_preset!r}")
-    crops = dataclasses.replace(base, **r.crops)
-    start = {} if r.crops_start is None else {"crops_start": dataclasses.replace(base, **r.crops_start)}
-    dino = DinoConfig(**{**r.train, **start, **train_overrides, "crops": crops})
+    over = dict(train_overrides)
+    crops = _crops(base, {**r.crops, **_crop_fields(over.pop("crops", None))})
+    start = {} if r.crops_start is None else {"crops_start": _crops(base, r.crops_start)}
+    dino = DinoConfig(**{**r.train, **start, **over, "crops": crops})
     return TrainSpec(r.data, _data_config(r), r.n_train, dino)
+
+
+def _crop_fields(c) -> dict:
+    """A ``crops`` override: a :class:`MultiCropConfig` (all its fields) or a dict of some of them."""
+    return {} if c is None else dataclasses.asdict(c) if isinstance(c, MultiCropConfig) else dict(c)
+
+
+def _crops(base: MultiCropConfig, fields: dict) -> MultiCropConfig:
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(MultiCropConfig)})
+    if unknown:
+        raise ValueError(f"zoo: crops has no field(s) {unknown}; MultiCropConfig's are "
+                         f"{[f.name for f in dataclasses.fields(MultiCropConfig)]}")
+    return dataclasses.replace(base, **fields)
 
 
 def _canonical(spec: TrainSpec) -> TrainSpec:

@@ -457,7 +457,8 @@ def load_dino_timm(name: str = "vit_small_patch8_224.dino", pos_interp: str = "d
     except Exception as err:  # noqa: BLE001 - network errors vary
         raise RuntimeError(
             f"could not fetch {name!r} through timm ({type(err).__name__}: {err}). Without a hub, "
-            "download dino_deitsmall8_300ep_pretrain.pth elsewhere and use load_dino_backbone(path) "
+            "download dino_deitsmall8_pretrain.pth (this entry's weights) or dino_deitsmall8_300ep_pretrain.pth "
+            "(the one DINO's figures and LOST use) elsewhere and use load_dino_backbone(path) "
             f"(or set ${DINO_WEIGHTS_ENV} to that file)."
         ) from err
     native = tuple(int(v) for v in src.patch_embed.img_size)

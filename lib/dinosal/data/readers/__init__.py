@@ -25,11 +25,24 @@ Modules:
   verification (:data:`VERIFY`, ``on_bad``) and decoding (:func:`load_rgb`,
   its documented conversions), :func:`image_files`;
 * :mod:`.bdd100k`, :mod:`.stanford_cars`, :mod:`.voc`, :mod:`.coco` -- one
-  annotation format each;
+  annotation format each (BDD100K also its lane markings and 10K semantic
+  segmentation as per-pixel parts: :func:`read_bdd100k_lanes`,
+  :func:`read_bdd100k_sem_seg`);
 * :mod:`.folders` -- plain image folders and ImageFolder-style class folders.
 """
 
-from .bdd100k import BDD_ALIASES, BDD_CLASSES, BDD_SKIPPED, bdd_category, read_bdd100k
+from .bdd100k import (
+    BDD_ALIASES,
+    BDD_CLASSES,
+    BDD_SEM_SEG_TO_BOOK,
+    BDD_SKIPPED,
+    SemanticFrame,
+    SemanticSet,
+    bdd_category,
+    read_bdd100k,
+    read_bdd100k_lanes,
+    read_bdd100k_sem_seg,
+)
 from .coco import read_coco
 from .common import (
     BAD_BOXES,
@@ -52,6 +65,7 @@ __all__ = [
     "BAD_BOXES",
     "BDD_ALIASES",
     "BDD_CLASSES",
+    "BDD_SEM_SEG_TO_BOOK",
     "BDD_SKIPPED",
     "IMAGE_EXTENSIONS",
     "ON_BAD",
@@ -61,11 +75,15 @@ __all__ = [
     "Annotation",
     "BoxIssues",
     "DatasetError",
+    "SemanticFrame",
+    "SemanticSet",
     "bdd_category",
     "image_files",
     "load_rgb",
     "parse_flag",
     "read_bdd100k",
+    "read_bdd100k_lanes",
+    "read_bdd100k_sem_seg",
     "read_class_folders",
     "read_coco",
     "read_image_folder",

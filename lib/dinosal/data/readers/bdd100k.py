@@ -197,6 +197,17 @@ class SemanticFrame:
         parts = {name: self.semantic == k for k, name in enumerate(self.part_names)}
         return GroundTruth(np.zeros((0, 4)), objects, parts)
 
+    def resized(self, size: tuple[int, int]) -> "SemanticFrame":
+        """This frame with its mask resampled to ``size`` = ``(H, W)`` px by nearest neighbour (ids are
+        never blended; :data:`IGNORE` stays), to score a map computed on the image resized to that size
+        (e.g. the image of :func:`dinosal.localisation.resize_short_side`: pass ``image.shape[:2]``).
+        A lane drawn ``line_width`` px wide at the label's size gets narrower with the image."""
+        h, w = (int(v) for v in size)
+        if h < 1 or w < 1:
+            raise ValueError(f"size must be (H, W) with both >= 1 px, got {size!r}")
+        mask = np.asarray(Image.fromarray(self.semantic).resize((w, h), Image.NEAREST), np.uint8)
+        return SemanticFrame(self.image, mask, self.semantic_names, self.class_names, self.source)
+
 
 class SemanticSet(SequenceABC):
     """A sequence of :class:`SemanticFrame`, built on access (a mask is rasterised or
