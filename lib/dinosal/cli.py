@@ -26,9 +26,12 @@ checkpoints (:mod:`dinosal.release`):
   run cache: every DINO model of the catalogue (one missing from the run
   cache is an error: ``make weights``), then every transfer of
   ``dinosal.transfers.catalogue(profile)`` the run cache holds (one missing
-  is named and skipped: transfers are trained by ``transfers`` below);
-  snapshots as ``zoo.release_snapshots`` / ``transfers.release_snapshots``
-  decide;
+  is named and skipped: transfers are trained by ``transfers`` below),
+  then the validation grid's table of every task and mode the transfer
+  chapter selects (``dinosal.transfers.selection_catalogue``; the tables,
+  not the candidates; one missing is named and skipped: ``transfers
+  --select`` runs them); snapshots as ``zoo.release_snapshots`` /
+  ``transfers.release_snapshots`` decide;
 * ``verify [--profile P]``: check the sha256 of every released file (exit 1
   on a mismatch);
 * ``transfers [--profile cpu] [--names ...] [--seeds 0 1] [--parent-seeds ...]
@@ -198,13 +201,15 @@ def _release(args) -> int:
 
     models = _catalogue(args.profile, None)
     moved = transfers.catalogue(args.profile)
+    grids = transfers.selection_catalogue(args.profile)
     if args.names:
-        every = [n for n, _ in models] + [n for n, _ in moved]
+        every = [n for n, _ in models] + [n for n, _ in moved] + [n for n, _ in grids]
         unknown = sorted(set(args.names) - set(every))
         if unknown:
             raise _CliError(f"profile {args.profile!r} releases no model {unknown}; it has {every}")
         models = [(n, spec) for n, spec in models if n in set(args.names)]
         moved = [(n, s) for n, s in moved if n in set(args.names)]
+        grids = [(n, path) for n, path in grids if n in set(args.names)]
     missing = [f"{name} ({_artifact(spec)})" for name, spec in models if not (_artifact(spec) / runs.MANIFEST).is_file()]
     if missing:
         raise _CliError(f"not in the run cache: {', '.join(missing)}; train them first (make weights)")
@@ -226,6 +231,17 @@ def _release(args) -> int:
         tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
     if skipped:
         print(f"{len(skipped)} of {len(moved)} transfers not in the run cache, not released: {', '.join(skipped)}")
+    unrun = []
+    for name, path in grids:  # the validation grids' tables (kind transfer_selection), never their candidates
+        if not (path / runs.MANIFEST).is_file():
+            unrun.append(name)
+            tqdm.write(f"{name}: the validation grid is not in the run cache ({path}); skipped (run it with "
+                       f"{RELEASE_PROG} transfers --profile {args.profile} --select)")
+            continue
+        entry = release.export_artifact(path, name, args.profile)
+        tqdm.write(f"{name}: {entry.key}, the validation grid's table, {entry.size_bytes / 1e3:.1f} kB")
+    if unrun:
+        print(f"{len(unrun)} of {len(grids)} validation grids not in the run cache, not released: {', '.join(unrun)}")
     everything = release.entries()
     total = sum(e.size_bytes for e in everything)
     print(f"{release.release_root()}: {len(everything)} entries, {total / 1e6:.1f} MB"

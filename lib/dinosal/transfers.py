@@ -37,7 +37,8 @@ parent, :func:`file_spec` a checkpoint file the reader names.
   seed + 3000 (the claims; :func:`scores_on_test`,
   :func:`~dinosal.transfer_sets.preregistered_scenes`).
 * :func:`select`: the lr x steps grid of a task on the validation split,
-  ranked by mAP (bce) or top-1 (ce) only, cached.
+  ranked by mAP (bce) or top-1 (ce) only (:mod:`dinosal.transfer_grid`), resolved as a transfer: the run
+  cache, a released table of its key (:func:`selection_catalogue`: the tables, never the candidates), the grid.
 * **Controls** (:func:`controls`, :data:`~dinosal.profiles.TRANSFER_CONTROLS`), not in :func:`names`
   nor :func:`catalogue`: ``<parent>__<control>``, resolved like the arms, each its arm with one change
   (same parent, recipe, lr and steps; :func:`select` of a control is its arm's). The exposure control
@@ -56,7 +57,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -69,16 +70,17 @@ from .train.runtime import SNAPSHOT_DIR
 from .train.transfer import CHECKPOINT, LOG_CSV, backbone_from_file, train_transfer
 from .train.transfer_config import RUN_CONTROL_FIELDS, TransferConfig
 from .train.transfer_data import evaluate_transfer
+from .transfer_grid import Selection, SelectionKey, choose, metric_of
 from .transfer_sets import TaskData
 
 __all__ = ["TRANSFER_KIND", "SELECTION_KIND", "ParentRef", "TaskData", "TransferSpec", "TransferKey", "TransferCard",
            "Selection", "names", "controls", "control", "parse", "task", "transfer_config", "spec", "file_spec",
            "key_view", "model_key", "artifact_dir", "parent_backbone", "train_cached", "resolve", "load", "get",
            "snapshots", "load_snapshot", "metric_of", "grid", "choose", "select", "scores_on_test", "recipe_table",
-           "release_name", "catalogue", "release_snapshots"]
+           "release_name", "catalogue", "release_snapshots", "selection_catalogue"]
 
 TRANSFER_KIND = release.TRANSFER_KIND
-SELECTION_KIND = "transfer_selection"
+SELECTION_KIND = release.SELECTION_KIND  # "transfer_selection"
 
 
 # ---------------------------------------------------------------- names and tables
@@ -417,11 +419,6 @@ def scores_on_test(model: torch.nn.Module, s: TransferSpec, n: int):
 # ---------------------------------------------------------------- hyper-parameters on the validation split
 
 
-def metric_of(loss: str) -> str:
-    """The selection metric of a loss: ``"map"`` for bce, ``"top1"`` for ce (book/preregistration.md)."""
-    return "top1" if loss == "ce" else "map"
-
-
 def grid(task_name: str, profile: str, mode: str = "finetune") -> list[dict]:
     """The validation grid of a task and mode: ``{"lr", "epochs"}`` for every pair, lr-major."""
     g = task(task_name, profile).grid.get(mode)
@@ -430,45 +427,22 @@ def grid(task_name: str, profile: str, mode: str = "finetune") -> list[dict]:
     return [{"lr": float(lr), "epochs": int(e)} for lr, e in itertools.product(g["lr"], g["epochs"])]
 
 
-def choose(values: Sequence[float]) -> int:
-    """Index of the best candidate: the largest finite value, ties to the first in grid order.
-    Raises ``ValueError`` when no value is finite."""
-    v = np.asarray([np.nan if x is None else x for x in values], dtype=np.float64)
-    ok = np.flatnonzero(np.isfinite(v))
-    if not len(ok):
-        raise ValueError("transfers: no candidate has a finite validation score")
-    return int(ok[np.argmax(v[ok])])
-
-
-@dataclass(frozen=True)
-class Selection:
-    """A finished grid: ``rows`` (lr, epochs, steps, the metric, the candidate's key) in grid order,
-    ``best`` (the winner's ``lr`` and ``epochs``: :class:`TransferConfig` overrides), ``metric``."""
-
-    task: str
-    mode: str
-    parent: str
-    metric: str
-    rows: tuple
-    best: dict
-    path: Optional[str]
-
-    def frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(list(self.rows))
-
-
-@dataclass(frozen=True)
-class SelectionKey:
-    """The key of a grid: its metric and each candidate's :class:`TransferKey`."""
-
-    metric: str
-    candidates: tuple
-
-
 def _validation(s: TransferSpec) -> dict:
     return runs.read_manifest(train_cached(s))["metrics"]["validation"]
+
+
+def _grid_key(task_name: str, profile: str, mode: str, parent: Optional[str], parent_seed: Optional[int],
+              seed: int, data_root) -> tuple:
+    """``(task, parent, candidates, their specs, metric, SelectionKey, run-cache dir)`` of a :func:`select`."""
+    task_name = c.task if (c := control(task_name, profile)) else task_name
+    t = task(task_name, profile)
+    parent = parent or t.select_parent
+    name = f"{parent}__{task_name}" + (PROBE_SUFFIX if mode == "probe" else "")
+    cands = grid(task_name, profile, mode)
+    specs = [spec(name, profile, parent_seed, seed, data_root, **c) for c in cands]
+    key_cfg = SelectionKey(metric_of(t.loss), tuple(key_view(s) for s in specs))
+    final = runs.cache_root() / SELECTION_KIND / runs.config_key(SELECTION_KIND, key_cfg)
+    return task_name, parent, cands, specs, key_cfg.metric, key_cfg, final
 
 
 def select(task_name: str, profile: str, mode: str = "finetune", parent: Optional[str] = None,
@@ -480,19 +454,17 @@ def select(task_name: str, profile: str, mode: str = "finetune", parent: Optiona
     ``select_parent``) with that lr and epochs; ``evaluate(spec) -> {"map", "top1"}`` scores it
     (default: train it through :func:`train_cached` and read its validation scores). The table is
     cached (kind ``"transfer_selection"``, keyed by the metric and every candidate's key), so a second
-    call trains and scores nothing. ``only_cached``: return None instead of running a grid that is not
-    in the cache. Ties go to the first candidate in grid order (:func:`choose`). A control's task
-    selects as its arm's: the same grid, the same winners.
+    call trains and scores nothing; a table not in the run cache is taken from a release of its key
+    (:func:`dinosal.release.materialise`, sha256 checked: a changed file raises
+    :class:`~dinosal.release.ReleaseIntegrityError`), the same :class:`Selection` as the run cache's.
+    ``only_cached``: return None instead of running a grid that neither holds. Ties go to the first
+    candidate in grid order (:func:`choose`). A control's task selects as its arm's: the same grid,
+    the same winners.
     """
-    task_name = c.task if (c := control(task_name, profile)) else task_name
-    t = task(task_name, profile)
-    parent = parent or t.select_parent
-    name = f"{parent}__{task_name}" + (PROBE_SUFFIX if mode == "probe" else "")
-    cands = grid(task_name, profile, mode)
-    specs = [spec(name, profile, parent_seed, seed, data_root, **c) for c in cands]
-    metric = metric_of(t.loss)
-    key_cfg = SelectionKey(metric, tuple(key_view(s) for s in specs))
-    final = runs.cache_root() / SELECTION_KIND / runs.config_key(SELECTION_KIND, key_cfg)
+    task_name, parent, cands, specs, metric, key_cfg, final = _grid_key(task_name, profile, mode, parent,
+                                                                         parent_seed, seed, data_root)
+    if not (final / runs.MANIFEST).is_file() and (entry := release.find(final.name, kind=SELECTION_KIND)):
+        release.materialise(entry)  # the released table of this key
     if only_cached and not (final / runs.MANIFEST).is_file():
         return None
 
@@ -504,7 +476,8 @@ def select(task_name: str, profile: str, mode: str = "finetune", parent: Optiona
                          "key": model_key(s)})
         best = rows[choose([r[metric] for r in rows])]
         runs.atomic_write_text(tmp / "selection.json", json.dumps({"rows": rows, "best": best}, indent=1))
-        return {"selection": {"task": task_name, "mode": mode, "parent": parent, "metric": metric, "best": best}}
+        return {"selection": {"task": task_name, "mode": mode, "parent": parent, "metric": metric, "best": best},
+                "commit": release.git_commit()}
 
     path = runs.cached(SELECTION_KIND, key_cfg, build)
     doc = json.loads((path / "selection.json").read_text())
@@ -594,3 +567,17 @@ def release_snapshots(name: str, profile: str) -> bool:
     pretrained = next((p for p in ("dino_world", "dino_official") if any(parse(n)[0] == p for n in run_names)), None)
     strip = f"{pretrained}__bce_driving" if f"{pretrained}__bce_driving" in arms else (arms or [None])[0]
     return strip is not None and name == _release_name(strip, parent_seeds[0], seeds[0])
+
+
+def selection_catalogue(profile: str) -> list[tuple[str, Path]]:
+    """The validation grids the transfer chapter of ``profile`` asks :func:`select` for, as ``(release name,
+    run-cache dir)``: each task of :func:`names` fine-tuned and probed, with the chapter's defaults (the
+    task's grid parent, its own pretraining seed, seed 0); named ``<grid parent>__<task>[__probe]__s0__grid``.
+    Tasks on real data are left out (as :func:`catalogue`). ``make release`` publishes the tables the run
+    cache holds; :func:`select` finds them by key."""
+    out = []
+    for task_name, mode in dict.fromkeys(parse(n)[1:] for n in names(profile)):
+        if task(task_name, profile).data in ("driving", "vehicles"):
+            _, _, _, specs, _, _, final = _grid_key(task_name, profile, mode, None, None, 0, None)
+            out.append((_release_name(specs[0].name, None, 0) + "__grid", final))
+    return out

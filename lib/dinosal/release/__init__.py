@@ -3,7 +3,8 @@
 A fresh clone builds the book without training: every model the ``cpu``
 profile trains is released under ``weights/`` (:func:`release_root`), and the
 zoo (:mod:`dinosal.transfers` for the transfer models) resolves a model as
-run cache -> released checkpoint whose key and sha256 match -> train.
+run cache -> released checkpoint whose key and sha256 match -> train
+(:func:`dinosal.transfers.select` a validation grid's table alike).
 Layout::
 
     weights/manifest.json                 {"format": 1, "entries": [Entry, ...]} (sorted by name)
@@ -14,6 +15,8 @@ Layout::
     weights/<name>/log.csv                the training log, one row per step
     weights/<name>/snapshots/step_NNNNNN.safetensors   the weights after NNNNNN steps, as the final file
                                           (optional: :func:`export_artifact` with ``snapshots=False`` keeps none)
+    weights/<name>/selection.json         kind "transfer_selection": a transfer task's validation grid (the
+                                          table :func:`dinosal.transfers.select` caches; with config.json only)
 
 Names: a DINO model's catalogue name (``dino_world``, ``dino_world__seed1``,
 ``theory__full_dino``: :func:`dinosal.zoo.catalogue`); a transfer's
@@ -22,6 +25,9 @@ pretraining seed of the parent, ``<transfer name>__p<parent seed>__s<seed>``:
 :func:`dinosal.transfers.catalogue`). A transfer entry keeps its artifact
 manifest's ``"transfer"`` block (class names, parent, mode, ...) and
 validation scores, so a materialised transfer reads as a trained one.
+A validation grid's entry (``<grid parent>__<task>[__probe]__s<seed>__grid``:
+:func:`dinosal.transfers.selection_catalogue`) keeps its artifact manifest's
+``"selection"`` block; it releases the table, never the candidates it trained.
 
 Tensors are stored in the entry's ``dtype`` (``float16`` by default, see
 :data:`DEFAULT_DTYPE`) and loaded as float32. ``config.json`` holds exactly
@@ -60,9 +66,12 @@ from .store import (
     CONFIG_JSON,
     DEFAULT_DTYPE,
     DTYPES,
+    ENTRY_FILE,
     FORMAT,
     MANIFEST,
     RELEASE_DIR,
+    SELECTION_JSON,
+    SELECTION_KIND,
     TRANSFER_KIND,
     WEIGHTS_ENV,
     WEIGHTS_FILE,
@@ -87,7 +96,7 @@ from .tensors import (
 
 __all__ = [
     "WEIGHTS_ENV", "RELEASE_DIR", "MANIFEST", "FORMAT", "DEFAULT_DTYPE", "DTYPES", "BACKBONE", "CLASSIFIER",
-    "CONFIG_JSON", "TRANSFER_KIND", "WEIGHTS_FILE", "Entry", "ReleaseIntegrityError", "release_root", "entries", "find",
+    "CONFIG_JSON", "TRANSFER_KIND", "SELECTION_KIND", "SELECTION_JSON", "ENTRY_FILE", "WEIGHTS_FILE", "Entry", "ReleaseIntegrityError", "release_root", "entries", "find",
     "export_artifact", "verify", "materialise", "load_backbone", "load_snapshot", "snapshot_paths",
     "load_artifact_backbone", "load_classifier", "load_artifact_classifier", "compare", "sha256_file", "git_commit",
 ]

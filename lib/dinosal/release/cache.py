@@ -1,4 +1,4 @@
-"""A released model into the run cache, as the artifact training would have made."""
+"""A released model (or validation grid) into the run cache, as the artifact training would have made."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import runs
-from .store import CONFIG_JSON, TRANSFER_KIND, Entry, ReleaseIntegrityError, verify
+from .store import CONFIG_JSON, SELECTION_KIND, TRANSFER_KIND, Entry, ReleaseIntegrityError, verify
 from .tensors import _read_json
 
 
@@ -26,15 +26,18 @@ def _replay(plain: Mapping) -> Any:
 def materialise(entry: Entry, cache_root=None) -> Path:
     """Verify ``entry``, then make it the run-cache artifact
     ``<cache>/<kind>/<key>/`` (through :func:`dinosal.runs.cached`: locked,
-    atomic; an existing artifact is returned as is), for either kind. The
+    atomic; an existing artifact is returned as is), for any kind. The
     artifact holds the released files (``backbone.safetensors`` or
     ``classifier.safetensors``, ``config.json``, ``log.csv``, the
-    ``snapshots/*.safetensors`` the entry lists, possibly none) and a
+    ``snapshots/*.safetensors`` the entry lists, possibly none; a
+    validation grid's ``selection.json`` and ``config.json``) and a
     manifest with ``"source": "release"``, ``"release"`` (name, profile,
     dtype, commit, created, files), the training's ``machine``,
     ``versions``, ``timings.build_seconds``, ``training.steps``, ``commit``
     and ``metrics``, a transfer's ``"transfer"`` block (as the trained
-    artifact's, so :func:`dinosal.transfers.load` reads both alike), and
+    artifact's, so :func:`dinosal.transfers.load` reads both alike), a
+    grid's ``"selection"`` block (so :func:`dinosal.transfers.select` reads
+    the table as the one it ran), and
     ``"materialised"`` (this machine, versions, time). Raises :class:`ReleaseIntegrityError`
     for a corrupted or missing file, ``ValueError`` when ``config.json`` no
     longer gives ``entry.key`` (the library version changed: retrain)."""
@@ -43,7 +46,8 @@ def materialise(entry: Entry, cache_root=None) -> Path:
     replay = _replay(config)
     key = runs.config_key(entry.kind, replay)
     if key != entry.key:
-        how = "python -m dinosal.cli transfers" if entry.kind == TRANSFER_KIND else "make weights"
+        how = {TRANSFER_KIND: "python -m dinosal.cli transfers", SELECTION_KIND: "python -m dinosal.cli "
+               "transfers --select"}.get(entry.kind, "make weights")
         raise ValueError(f"{entry.folder / CONFIG_JSON}: gives run-cache key {key} with this library, the release "
                          f"manifest says {entry.key}; the release is stale (retrain with `{how}`)")
 
@@ -66,6 +70,8 @@ def materialise(entry: Entry, cache_root=None) -> Path:
         }
         if entry.transfer is not None:
             out["transfer"] = entry.transfer
+        if entry.selection is not None:
+            out["selection"] = entry.selection
         return out
 
     return runs.cached(entry.kind, replay, build, root=cache_root)

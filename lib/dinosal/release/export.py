@@ -1,4 +1,5 @@
-"""Export a cached DINO or transfer artifact into the release folder (see :mod:`dinosal.release`)."""
+"""Export a cached DINO or transfer artifact, or a transfer task's validation grid, into the release folder
+(see :mod:`dinosal.release`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from .store import (
     CONFIG_JSON,
     DEFAULT_DTYPE,
     DTYPES,
+    ENTRY_FILE,
     KIND,
+    SELECTION_JSON,
+    SELECTION_KIND,
     TRANSFER_KIND,
     WEIGHTS_FILE,
     Entry,
@@ -113,7 +117,7 @@ def _same_release(old: Entry, new: Entry) -> bool:
 
 def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mapping] = None,
                     dtype: str = DEFAULT_DTYPE, root=None, snapshots: bool = True) -> Entry:
-    """Release the cached DINO or transfer artifact ``cache_dir`` as ``<root>/<name>/``.
+    """Release the cached DINO or transfer artifact, or validation grid, ``cache_dir`` as ``<root>/<name>/``.
 
     ``cache_dir``: a ``dino`` or ``transfer`` run-cache artifact
     (``manifest.json`` and ``checkpoint.pth``, or one materialised from a
@@ -131,6 +135,11 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     (``timings.build_seconds``), machine, versions, its ``"transfer"`` block
     (a transfer's name, parent, mode, class names...), and its ``commit`` if
     it has one, else :func:`git_commit` now.
+
+    A validation grid (kind ``"transfer_selection"``, :func:`dinosal.transfers.select`) is released as
+    its ``selection.json`` (copied byte for byte) and ``config.json``, with the artifact manifest's
+    ``"selection"`` block (task, mode, parent, metric, best) in the entry; it has no tensors (``dtype``
+    is ignored, the entry's is ``""``), no log and no snapshots.
 
     The files are written into a temporary folder beside the entry and moved
     into place, then the manifest is replaced (atomic). Raises
@@ -153,15 +162,19 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     except FileNotFoundError:
         raise FileNotFoundError(f"{cache_dir}: no {runs.MANIFEST}: not a run-cache artifact") from None
     kind = manifest.get("kind")
-    if kind not in WEIGHTS_FILE:
-        raise ValueError(f"{cache_dir}: artifact of kind {kind!r}; only {sorted(WEIGHTS_FILE)} can be released")
-    if not (cache_dir / LOG_CSV).is_file():
-        raise FileNotFoundError(f"{cache_dir / LOG_CSV}: no training log to release")
+    if kind not in ENTRY_FILE:
+        raise ValueError(f"{cache_dir}: artifact of kind {kind!r}; only {sorted(ENTRY_FILE)} can be released")
+    needed = SELECTION_JSON if kind == SELECTION_KIND else LOG_CSV
+    if not (cache_dir / needed).is_file():
+        raise FileNotFoundError(f"{cache_dir / needed}: no {'grid table' if kind == SELECTION_KIND else 'training log'}"
+                                " to release")
     config = manifest["config"]
-    sources = _sources(cache_dir, kind, snapshots)
+    sources = {} if kind == SELECTION_KIND else _sources(cache_dir, kind, snapshots)
 
     blobs: dict[str, bytes] = {}
-    if kind == KIND:
+    if kind == SELECTION_KIND:
+        blobs[SELECTION_JSON], dtype = (cache_dir / SELECTION_JSON).read_bytes(), ""
+    elif kind == KIND:
         net = _network(config, cache_dir / runs.MANIFEST)
         meta = {"content": "dino teacher backbone", "key": manifest["key"], "dtype": dtype}
         for rel, src in sources.items():
@@ -171,7 +184,8 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
         for rel, src in sources.items():
             blobs[rel] = _transfer_blob(cache_dir, rel, src, meta, dtype)
     blobs[CONFIG_JSON] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
-    blobs[LOG_CSV] = (cache_dir / LOG_CSV).read_bytes()
+    if kind != SELECTION_KIND:
+        blobs[LOG_CSV] = (cache_dir / LOG_CSV).read_bytes()
 
     if metrics is None:
         metrics = manifest.get("metrics") or {}
@@ -188,9 +202,14 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
         versions=manifest.get("versions", {}), metrics=metrics,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         transfer=json.loads(json.dumps(manifest["transfer"])) if kind == TRANSFER_KIND and "transfer" in manifest
-        else None, root=str(root),
+        else None,
+        selection=json.loads(json.dumps(manifest["selection"])) if kind == SELECTION_KIND else None, root=str(root),
     )
+    return _install(root, name, entry, blobs)
 
+
+def _install(root: Path, name: str, entry: Entry, blobs: Mapping[str, bytes]) -> Entry:
+    """Write ``blobs`` as ``<root>/<name>/`` and ``entry`` into the manifest (see :func:`export_artifact`)."""
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
     try:

@@ -1,8 +1,9 @@
 """The release manifest: entries, integrity, provenance (no tensors here).
 
 ``<root>/manifest.json`` is ``{"format": 1, "entries": [...]}``, one
-:class:`Entry` per released model (kind ``"dino"`` or ``"transfer"``),
-sorted by name, replaced atomically.
+:class:`Entry` per released model (kind ``"dino"`` or ``"transfer"``) or
+validation grid (kind ``"transfer_selection"``), sorted by name, replaced
+atomically.
 :func:`verify` recomputes every file's sha256; :func:`compare` sets
 released metrics beside retrained ones.
 """
@@ -44,6 +45,13 @@ TRANSFER_KIND = "transfer"
 WEIGHTS_FILE: dict[str, str] = {KIND: BACKBONE, TRANSFER_KIND: CLASSIFIER}
 """Run-cache kind -> the file holding a released model's final weights: the
 DINO teacher's backbone, or a transfer's whole classifier (backbone and head)."""
+SELECTION_KIND = "transfer_selection"
+SELECTION_JSON = "selection.json"
+ENTRY_FILE: dict[str, str] = {**WEIGHTS_FILE, SELECTION_KIND: SELECTION_JSON}
+"""Every kind a release entry may have -> the file it cannot lack: the weights
+(:data:`WEIGHTS_FILE`), or a validation grid's table (kind
+``"transfer_selection"``, :func:`dinosal.transfers.select`: ``selection.json``,
+no tensors)."""
 
 
 class ReleaseIntegrityError(ValueError):
@@ -67,10 +75,11 @@ class Entry:
     """One released model: a row of ``weights/manifest.json``.
 
     name: folder under the release root; profile: the profile it was
-    released for; kind: run-cache kind (``"dino"`` or ``"transfer"``, see
-    :data:`WEIGHTS_FILE`); key: the run-cache key
+    released for; kind: run-cache kind (``"dino"``, ``"transfer"`` or
+    ``"transfer_selection"``, see :data:`ENTRY_FILE`); key: the run-cache key
     (16 hex digits) its config gives; files: ``{path relative to the entry
-    folder: sha256 hex}``; dtype: storage dtype of the tensors; steps:
+    folder: sha256 hex}``; dtype: storage dtype of the tensors (``""``
+    for a selection: it has none); steps:
     training steps; train_seconds: wall time of the build that trained it;
     machine, versions: of the machine that trained it (``runs.machine()``,
     ``runs.versions()``); commit: ``git rev-parse HEAD`` of the code, with
@@ -81,8 +90,10 @@ class Entry:
     the export (ISO 8601); transfer: a transfer's artifact-manifest block
     ``"transfer"`` (name, parent, parent_seed, task, mode, parent_source,
     class_names), None for dino (then not stored, so older manifests read
-    unchanged). ``root``: the release folder the entry was read from (not
-    stored).
+    unchanged); selection: a validation grid's artifact-manifest block
+    ``"selection"`` (task, mode, parent, metric, best), None for the other
+    kinds (not stored). ``root``: the release folder the entry was read from
+    (not stored).
     """
 
     name: str
@@ -99,6 +110,7 @@ class Entry:
     metrics: dict
     created: str
     transfer: Optional[dict] = None
+    selection: Optional[dict] = None
     root: Optional[str] = field(default=None, compare=False, repr=False)
 
     @property
@@ -120,7 +132,7 @@ class Entry:
         return sum((self.folder / rel).stat().st_size for rel in self.files if (self.folder / rel).is_file())
 
 
-_OPTIONAL = ("transfer",)
+_OPTIONAL = ("transfer", "selection")
 _FIELDS = [f.name for f in dataclasses.fields(Entry) if f.name != "root" and f.name not in _OPTIONAL]
 
 
@@ -242,12 +254,12 @@ def verify(entry: Entry) -> Entry:
     """Recompute the sha256 of every file of ``entry``; returns it when all
     match. Raises :class:`ReleaseIntegrityError` naming the first missing or
     mismatching file with the expected and actual digests, ``ValueError``
-    for an entry of an unknown kind or one that lists no weights file of
-    its kind (:data:`WEIGHTS_FILE`) or no config."""
-    if entry.kind not in WEIGHTS_FILE:
+    for an entry of an unknown kind or one that lists no main file of its
+    kind (:data:`ENTRY_FILE`: weights, or a grid's table) or no config."""
+    if entry.kind not in ENTRY_FILE:
         raise ValueError(f"{entry.folder}: release entry {entry.name!r} has kind {entry.kind!r}; "
-                         f"known: {sorted(WEIGHTS_FILE)}")
-    for needed in (WEIGHTS_FILE[entry.kind], CONFIG_JSON):
+                         f"known: {sorted(ENTRY_FILE)}")
+    for needed in (ENTRY_FILE[entry.kind], CONFIG_JSON):
         if needed not in entry.files:
             raise ValueError(f"{entry.folder}: release entry {entry.name!r} lists no {needed}")
     for rel, expected in sorted(entry.files.items()):
