@@ -213,9 +213,12 @@ def _release(args) -> int:
     missing = [f"{name} ({_artifact(spec)})" for name, spec in models if not (_artifact(spec) / runs.MANIFEST).is_file()]
     if missing:
         raise _CliError(f"not in the run cache: {', '.join(missing)}; train them first (make weights)")
+    # --dtype, else the dtype the entry was released in (the theory ablations keep float32), else the default
+    kept = {e.name: e.dtype for e in release.entries()}
     for name, spec in tqdm(models, desc=f"release {args.profile}", unit="model"):
         path = _artifact(spec)
-        entry = release.export_artifact(path, name, args.profile, _metrics(name, spec, path), dtype=args.dtype,
+        dtype = args.dtype or kept.get(name) or release.DEFAULT_DTYPE
+        entry = release.export_artifact(path, name, args.profile, _metrics(name, spec, path), dtype=dtype,
                                         snapshots=zoo.release_snapshots(name, args.profile))
         tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
     skipped = []
@@ -226,8 +229,8 @@ def _release(args) -> int:
             tqdm.write(f"{name}: not in the run cache ({path}); skipped (train it with {RELEASE_PROG} transfers "
                        f"--profile {args.profile})")
             continue
-        entry = release.export_artifact(path, name, args.profile, dtype=args.dtype,
-                                        snapshots=transfers.release_snapshots(name, args.profile))
+        entry = release.export_artifact(path, name, args.profile, dtype=args.dtype or kept.get(name) or
+                                        release.DEFAULT_DTYPE, snapshots=transfers.release_snapshots(name, args.profile))
         tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
     if skipped:
         print(f"{len(skipped)} of {len(moved)} transfers not in the run cache, not released: {', '.join(skipped)}")
@@ -317,7 +320,9 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
                         "do not depend on it beyond float rounding)")
     r = sub.add_parser("release", help="write the release folder and manifest from the run cache")
     r.add_argument("--from-cache", action="store_true", help="take the models from the run cache (the only source)")
-    r.add_argument("--dtype", default=release.DEFAULT_DTYPE, choices=sorted(release.DTYPES))
+    r.add_argument("--dtype", default=None, choices=sorted(release.DTYPES),
+                   help=f"dtype of the released tensors (default: the entry's own when it was released before, "
+                        f"else {release.DEFAULT_DTYPE})")
     for p in (w, r):
         p.add_argument("--profile", default="cpu", help="profile whose models are released (default: cpu)")
         p.add_argument("--names", nargs="*", help="only these models (default: every model of the catalogue)")
