@@ -27,8 +27,8 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-# The keys of the transfers of the study as they were before the controls were added (issue 16): running
-# trainings are keyed by them, so no change of the library may move one.
+# The keys of the transfers of the study (released models are found by them), so no refactor may move one;
+# a recipe change renews this table on purpose (cpu probes: lr 4.0, the validation grid's winner).
 PINNED_TRANSFER_KEYS = {
     ("smoke", "dino_world__bce_driving"): "f37a904ee41e5cd4",
     ("smoke", "dino_world__ce_vehicles"): "7f97ec9e59f67146",
@@ -45,11 +45,11 @@ PINNED_TRANSFER_KEYS = {
     ("cpu", "dino_driving__bce_driving"): "e08c695ded560910",
     ("cpu", "random__bce_driving"): "209a702e84601582",
     ("cpu", "random__ce_vehicles"): "3a1a41a4ccd403fa",
-    ("cpu", "dino_world__bce_driving__probe"): "b72316df81eb19bf",
-    ("cpu", "dino_world__ce_vehicles__probe"): "60e32288ece3c366",
-    ("cpu", "dino_driving__bce_driving__probe"): "0a04e9923a4df029",
-    ("cpu", "random__bce_driving__probe"): "9dc98b5eb268617e",
-    ("cpu", "random__ce_vehicles__probe"): "5ca637109d8deaf7",
+    ("cpu", "dino_world__bce_driving__probe"): "f10ed5576aae3b37",
+    ("cpu", "dino_world__ce_vehicles__probe"): "dc424033a858862a",
+    ("cpu", "dino_driving__bce_driving__probe"): "4756df129a0e914b",
+    ("cpu", "random__bce_driving__probe"): "b640b5dcb2b6266f",
+    ("cpu", "random__ce_vehicles__probe"): "4f42de7ba69e30c9",
 }
 
 
