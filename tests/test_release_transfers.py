@@ -63,11 +63,15 @@ def test_the_catalogue_is_the_chapters_runs_with_plain_unique_names():
     for profile in ("smoke", "cpu"):
         cat = transfers.catalogue(profile)
         names = [n for n, _ in cat]
-        assert len(names) == len(set(names)) == len(transfers.names(profile)) * 2  # TransferParams.seeds: 0, 1
+        chapter = len(transfers.names(profile)) * 2  # TransferParams.seeds: 0, 1
+        # cpu: the dino_world arms (2 fine-tunes, 2 probes) for its 2 extra pretraining seeds x 2 seeds, the pilot's 3
+        assert len(names) == len(set(names)) == chapter + (4 * 2 * 2 + 3 if profile == "cpu" else 0)
         assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) for n in names)
         assert not set(names) & {n for n, _ in zoo.catalogue(profile)}
-        for n, s in cat:
+        for n, s in cat[:chapter]:
             assert n == f"{s.name}__s{s.config.seed}" and s.parent_seed is None and s.config.seed in (0, 1)
+        for n, s in cat[chapter:]:
+            assert n == transfers.release_name(s) and (s.parent_seed in (1, 2) or s.config.seed in (2, 3, 4))
         assert [n for n in names if transfers.release_snapshots(n, profile)] == ["dino_world__bce_driving__s0"]
     cpu = dict(transfers.catalogue("cpu"))["dino_world__bce_driving__probe__s1"]
     assert transfers.model_key(cpu) == transfers.model_key(transfers.spec("dino_world__bce_driving__probe", "cpu",

@@ -262,7 +262,8 @@ def train_cached(spec: TrainSpec, rebuild: bool = False, use_release: bool = Tru
                 shutil.move(str(work / f), str(tmp / f))
         shutil.rmtree(work, ignore_errors=True)
         last = result.log[-1] if result.log else {}
-        extra = {"training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),
+        extra = {"machine": {**runs.machine(), "torch_threads": spec.dino.threads or torch.get_num_threads()},
+                 "training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),
                               "final": {k: last.get(k) for k in ("loss", "teacher_entropy", "kl")}},
                  "commit": release.git_commit()}
         if spec.data in ("world", "driving") and result.stopped == "done":
