@@ -43,7 +43,8 @@ def per_image(backbone, scenes, truths) -> tuple[pd.DataFrame, np.ndarray]:
 def effects(child, parent, idx) -> dict:
     """Claim 2's effects on the images ``idx`` (with repeats): paired, pooled ratios recomputed."""
     (rc, oc), (rp, op) = child, parent
-    out = {"2a overall activation": float(oc[idx].mean() - op[idx].mean())}
+    # a flat map has no overall activation (NaN; min-max undefined): skipped, as the chapter's means skip it
+    out = {"2a overall activation": float(np.nanmean(oc[idx]) - np.nanmean(op[idx]))}
     for label, part in PARTS.items():
         sc, ac = rc[part][0][idx], rc[part][1][idx]
         sp, ap = rp[part][0][idx], rp[part][1][idx]
