@@ -78,7 +78,26 @@ class DinoLossOutput:
     teacher_temp: float
 
 
-class DINOLoss(nn.Module):
+class _CentredDistillation(nn.Module):
+    """What DINO's and iBOT's self-distillation losses share: K outputs, a
+    per-epoch teacher temperature (array or float; the last value past the
+    end), the student temperature, and a centre ``(1, K)`` registered as a
+    buffer (so it is checkpointed) with its EMA momentum."""
+
+    def __init__(self, out_dim: int, teacher_temps, student_temp: float, center_momentum: float) -> None:
+        super().__init__()
+        self.out_dim = int(out_dim)
+        self.student_temp = float(student_temp)
+        self.center_momentum = float(center_momentum)
+        self.teacher_temps = np.atleast_1d(np.asarray(teacher_temps, dtype=float))
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def temp_at(self, epoch: int) -> float:
+        """Teacher temperature at ``epoch`` (the last value past the end)."""
+        return float(self.teacher_temps[min(int(epoch), len(self.teacher_temps) - 1)])
+
+
+class DINOLoss(_CentredDistillation):
     """DINO's cross-entropy between teacher and student views.
 
     ``out_dim``: K; ``n_crops``: all crops the student sees (2 global + local);
@@ -97,20 +116,11 @@ class DINOLoss(nn.Module):
         center_momentum: float = 0.9,
         n_global: int = 2,
     ) -> None:
-        super().__init__()
         if n_crops < n_global or n_global < 1:
             raise ValueError(f"DINOLoss: n_crops ({n_crops}) must be >= n_global ({n_global}) >= 1")
-        self.out_dim = int(out_dim)
+        super().__init__(out_dim, teacher_temps, student_temp, center_momentum)
         self.n_crops = int(n_crops)
         self.n_global = int(n_global)
-        self.student_temp = float(student_temp)
-        self.center_momentum = float(center_momentum)
-        self.teacher_temps = np.atleast_1d(np.asarray(teacher_temps, dtype=float))
-        self.register_buffer("center", torch.zeros(1, out_dim))
-
-    def temp_at(self, epoch: int) -> float:
-        """Teacher temperature at ``epoch`` (the last value past the end)."""
-        return float(self.teacher_temps[min(int(epoch), len(self.teacher_temps) - 1)])
 
     def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, epoch: int = 0) -> DinoLossOutput:
         """``student_out`` ``(n_crops*B, K)``, ``teacher_out`` ``(n_global*B, K)``,
@@ -181,7 +191,7 @@ class PatchLossOutput:
     teacher_temp: float
 
 
-class IBOTPatchLoss(nn.Module):
+class IBOTPatchLoss(_CentredDistillation):
     """iBOT's masked patch-token self-distillation (NOT in original DINO; Zhou et al.,
     "iBOT: Image BERT Pre-Training with Online Tokenizer", ICLR 2022; the patch half
     of ``iBOTLoss`` in ibot:main_ibot.py).
@@ -203,16 +213,7 @@ class IBOTPatchLoss(nn.Module):
 
     def __init__(self, out_dim: int, teacher_temps=0.07, student_temp: float = 0.1,
                  center_momentum: float = 0.9) -> None:
-        super().__init__()
-        self.out_dim = int(out_dim)
-        self.student_temp = float(student_temp)
-        self.center_momentum = float(center_momentum)
-        self.teacher_temps = np.atleast_1d(np.asarray(teacher_temps, dtype=float))
-        self.register_buffer("center", torch.zeros(1, out_dim))
-
-    def temp_at(self, epoch: int) -> float:
-        """Teacher patch temperature at ``epoch`` (the last value past the end)."""
-        return float(self.teacher_temps[min(int(epoch), len(self.teacher_temps) - 1)])
+        super().__init__(out_dim, teacher_temps, student_temp, center_momentum)
 
     def forward(self, student_masked: torch.Tensor, teacher_patch: torch.Tensor, masks: torch.Tensor,
                 epoch: int = 0) -> PatchLossOutput:
