@@ -206,3 +206,14 @@ def test_command_line_releases_the_cached_transfers_and_names_the_missing(traine
     before = _files(weights)
     assert release_main(["release", "--from-cache", "--profile", "smoke", "--names", RELEASED]) == 0
     assert _files(weights) == before  # released again: no diff
+
+
+def test_every_cpu_transfer_of_the_study_and_its_grids_are_released_with_their_current_keys(monkeypatch):
+    """A recipe change without its retrained, re-released transfers fails here (as for the DINO models)."""
+    monkeypatch.delenv(release.WEIGHTS_ENV, raising=False)
+    released = {e.name: e for e in release.entries("cpu")}
+    for name, s in transfers.catalogue("cpu"):
+        assert name in released, f"{name}: not released (python -m dinosal.cli transfers, then make release)"
+        assert released[name].key == transfers.model_key(s), f"{name}: released under another key; retrain it"
+    for name, path in transfers.selection_catalogue("cpu"):
+        assert name in released and released[name].key == path.name, f"{name}: grid not released with its key"
