@@ -17,7 +17,9 @@ fine-tune. :mod:`dinosal.transfers` names and resolves it like any transfer
   temperatures, teacher momentum, augmentation), with the fine-tune's
   ``epochs`` and ``steps_per_epoch`` (so the same number of steps; the lr
   warmup and the frozen last layer span one fine-tune epoch), the parent's
-  final augmentation from the first step (no curriculum), the fine-tune's
+  augmentation curriculum when it has one (``crops_start`` to ``crops`` over
+  the same share of the run: a fresh head under the final colour augmentation
+  from the first step collapsed to uniform outputs on cpu), the fine-tune's
   ``snapshot_steps`` and the control's ``seed`` (heads, data order, crops).
   Images per step are DINO's batch, not the fine-tune's.
 * **Key**: :class:`ExposureKey` -- the parent's zoo key (which holds its
@@ -88,7 +90,11 @@ def exposure_config(parent: DinoConfig, finetune: TransferConfig, **run_control)
         parent, epochs=finetune.epochs, steps_per_epoch=finetune.steps_per_epoch,
         warmup_epochs=min(parent.warmup_epochs, finetune.epochs),
         warmup_teacher_temp_epochs=min(parent.warmup_teacher_temp_epochs, finetune.epochs),
-        freeze_last_layer=min(parent.freeze_last_layer, finetune.epochs), crops_start=None, crops_ramp_steps=0,
+        freeze_last_layer=min(parent.freeze_last_layer, finetune.epochs),
+        # the parent's curriculum, scaled to this run's length (a fresh head under the final colour
+        # augmentation from step 0 went uniform on cpu at step 470 of 800)
+        crops_ramp_steps=round(parent.crops_ramp_steps * steps / (parent.epochs * parent.steps_per_epoch))
+        if parent.crops_ramp_steps else 0,
         snapshot_steps=tuple(s for s in finetune.snapshot_steps if s <= steps), seed=finetune.seed, **run_control)
 
 
