@@ -33,9 +33,8 @@ import os
 
 import torch
 
-from dinosal import bars, knn, release, zoo
-from dinosal.baselines import baseline_corlocs
-from dinosal.localisation import localisation_scores
+from dinosal import release, zoo
+from dinosal.pretrained_eval import score_run, test_sets
 from dinosal.profiles import DINO_WORLD_SEARCH_BASE
 
 EVAL_SIZE = 128
@@ -45,26 +44,14 @@ COLUMNS = ("model", "seed", "steps", "key", "corloc", "attn_ratio", "attn_ratio_
            "bar_passed")
 
 
-def _loc(model, samples) -> dict:
-    s = localisation_scores(model, samples)
-    return {k: round(float(getattr(s, k)), 4) for k in ("corloc", "attn_ratio", "attn_ratio_best_head", "pointing")}
-
-
-def score_model(name: str, spec: zoo.TrainSpec, model, sets: dict) -> dict:
-    """One row: the model and its own random init on the test images, with the pixel baselines."""
-    init = zoo.initial_backbone(spec.dino).eval()
-    world, rand = _loc(model, sets["world"]), _loc(init, sets["world"])
-    drive, drive_rand = _loc(model, sets["driving"]), _loc(init, sets["driving"])
+def score_model(name: str, spec: zoo.TrainSpec, model, sets) -> dict:
+    """One row of ``--out`` (:func:`dinosal.pretrained_eval.score_run`), its bar printed."""
+    r = score_run(model, spec, sets)
     row = {"model": name, "seed": spec.dino.seed, "steps": spec.dino.epochs * spec.dino.steps_per_epoch,
-           "key": zoo.model_key(spec), **world, "knn": round(knn.knn_eval(model, sets["knn"]), 4),
-           "random_corloc": rand["corloc"], "random_attn_ratio": rand["attn_ratio"],
-           "random_knn": round(knn.knn_eval(init, sets["knn"]), 4), **sets["baselines"],
-           "driving_corloc": drive["corloc"], "driving_attn_ratio": drive["attn_ratio"],
-           "driving_random_corloc": drive_rand["corloc"], "driving_random_attn_ratio": drive_rand["attn_ratio"]}
-    rows = bars.pretrained_bar({**row, "random": row["random_corloc"]}, {"attn_ratio": row["driving_attn_ratio"]})
-    row["bar_passed"] = sum(r[3] for r in rows)
+           "key": zoo.model_key(spec), **{k: round(float(v), 4) for k, v in r.items() if k not in ("bar", "met")},
+           "bar_passed": r["met"]}
     print(f"\n{name} (seed {row['seed']}, key {row['key']}):")
-    for crit, value, thr, ok in rows:
+    for crit, value, thr, ok in r["bar"]:
         print(f"  {'PASS' if ok else 'miss'}  {crit}: {value:.3f}")
     return row
 
@@ -98,15 +85,9 @@ def main(argv=None) -> int:
     r = zoo.recipe("dino_world", "cpu")
     seeds = args.seeds if args.seeds is not None else [r.train.get("seed", 0), *r.release_seeds]
     world_spec = zoo.train_spec(r)
-    world = zoo.held_out_samples(world_spec, args.n_loc, size=EVAL_SIZE, split="test")
-    sets = {"world": world, "driving": zoo.held_out_samples(zoo.domain_spec("driving", "cpu"), args.n_loc,
-                                                            size=EVAL_SIZE, split="test"),
-            "knn": zoo.knn_sets(world_spec, args.n_knn, split="test"),
-            "baselines": {k: round(float(v), 4) for k, v in baseline_corlocs(world, world_spec.dino.patch).items()
-                          if k != "centre_box_fraction"}}
-    print("baselines on the test world images:", json.dumps(sets["baselines"]))
-    print(f"k-NN: {len(sets['knn'].train)} + {len(sets['knn'].test)} images, "
-          f"{len(sets['knn'].class_names)} classes")
+    sets = test_sets(world_spec, "cpu", args.n_loc, EVAL_SIZE, args.n_knn)
+    print("baselines on the test world images:", json.dumps(sets.baselines))
+    print(f"k-NN: {len(sets.knn.train)} + {len(sets.knn.test)} images, {len(sets.knn.class_names)} classes")
     rows = []
     for s in seeds:
         model, card = zoo.get("dino_world", "cpu", seed=s, progress=False)
