@@ -215,10 +215,13 @@ def _release(args) -> int:
         raise _CliError(f"not in the run cache: {', '.join(missing)}; train them first (make weights)")
     # --dtype, else the dtype the entry was released in (the theory ablations keep float32), else the default
     kept = {e.name: e.dtype for e in release.entries()}
+
+    def dtype_of(name: str) -> str:
+        return args.dtype or kept.get(name) or release.DEFAULT_DTYPE
+
     for name, spec in tqdm(models, desc=f"release {args.profile}", unit="model"):
         path = _artifact(spec)
-        dtype = args.dtype or kept.get(name) or release.DEFAULT_DTYPE
-        entry = release.export_artifact(path, name, args.profile, _metrics(name, spec, path), dtype=dtype,
+        entry = release.export_artifact(path, name, args.profile, _metrics(name, spec, path), dtype=dtype_of(name),
                                         snapshots=zoo.release_snapshots(name, args.profile))
         tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
     skipped = []
@@ -229,8 +232,8 @@ def _release(args) -> int:
             tqdm.write(f"{name}: not in the run cache ({path}); skipped (train it with {RELEASE_PROG} transfers "
                        f"--profile {args.profile})")
             continue
-        entry = release.export_artifact(path, name, args.profile, dtype=args.dtype or kept.get(name) or
-                                        release.DEFAULT_DTYPE, snapshots=transfers.release_snapshots(name, args.profile))
+        entry = release.export_artifact(path, name, args.profile, dtype=dtype_of(name),
+                                        snapshots=transfers.release_snapshots(name, args.profile))
         tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
     if skipped:
         print(f"{len(skipped)} of {len(moved)} transfers not in the run cache, not released: {', '.join(skipped)}")
