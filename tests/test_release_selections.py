@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dinosal import release, runs, transfers, zoo
+from dinosal import release, run_scores, runs, transfers, zoo
 from dinosal.release import CONFIG_JSON, SELECTION_JSON, ReleaseIntegrityError
 
 TASK, MODE = "bce_driving", "finetune"
@@ -137,6 +137,7 @@ def test_command_line_releases_the_cached_grids_and_names_the_missing(dirs, monk
 
     cache, root = dirs
     monkeypatch.setattr(zoo, "catalogue", lambda profile: [])  # no DINO model to release here
+    monkeypatch.setattr(run_scores, "catalogue", lambda profile: [])  # nor a score table (test_release_scores)
     sel = transfers.select(TASK, "smoke", MODE, evaluate=_score)
     assert release_main(["release", "--from-cache", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
 
-from dinosal import release, runs, transfers, zoo
+from dinosal import release, run_scores, runs, transfers, zoo
 from dinosal.release import CLASSIFIER, CONFIG_JSON, ReleaseIntegrityError
 from dinosal.train.transfer import CHECKPOINT, LOG_CSV, load_transfer
 
@@ -64,8 +65,12 @@ def test_the_catalogue_is_the_chapters_runs_with_plain_unique_names():
         cat = transfers.catalogue(profile)
         names = [n for n, _ in cat]
         chapter = len(transfers.names(profile)) * 2  # TransferParams.seeds: 0, 1
-        # cpu: the dino_world arms (2 fine-tunes, 2 probes) for its 2 extra pretraining seeds x 2 seeds, the pilot's 3
-        assert len(names) == len(set(names)) == chapter + (4 * 2 * 2 + 3 if profile == "cpu" else 0)
+        # each arm (fine-tune and probe) for every extra pretraining seed its parent releases x 2 seeds (cpu:
+        # dino_world's 2 for its 4 arms, dino_driving's for its 2), then the pilot's 3
+        extra = sum(len(zoo.recipe(transfers.parse(n)[0], profile).release_seeds) * 2
+                    for n in transfers.names(profile) if transfers.parse(n)[0] != "random")
+        assert extra >= (4 * 2 * 2 if profile == "cpu" else 0)
+        assert len(names) == len(set(names)) == chapter + extra + (3 if profile == "cpu" else 0)
         assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) for n in names)
         assert not set(names) & {n for n, _ in zoo.catalogue(profile)}
         for n, s in cat[:chapter]:
@@ -186,6 +191,7 @@ def test_command_line_releases_the_cached_transfers_and_names_the_missing(traine
     from dinosal.cli import release_main
 
     monkeypatch.setattr(zoo, "catalogue", lambda profile: [])  # no DINO model to release here
+    monkeypatch.setattr(run_scores, "catalogue", lambda profile: [])  # nor a score table (test_release_scores)
     monkeypatch.setenv(runs.CACHE_ENV, str(trained.parent.parent))  # the cache that holds the transfer
     assert transfers.model_key(dict(transfers.catalogue("smoke"))[RELEASED]) == transfers.model_key(_spec())
     assert release_main(["release", "--from-cache", "--profile", "smoke"]) == 0
@@ -217,3 +223,158 @@ def test_every_cpu_transfer_of_the_study_and_its_grids_are_released_with_their_c
         assert released[name].key == transfers.model_key(s), f"{name}: released under another key; retrain it"
     for name, path in transfers.selection_catalogue("cpu"):
         assert name in released and released[name].key == path.name, f"{name}: grid not released with its key"
+
+
+# ---------------------------------------------------------------- linear probes: released head-only
+
+PROBE = "dino_world__ce_vehicles__probe"
+PROBE_RELEASED = f"{PROBE}__s{SEED}"
+
+
+def _probe_spec():
+    return transfers.spec(PROBE, "smoke", seed=SEED, progress=False, threads=1)
+
+
+@pytest.fixture(scope="module")
+def probe_trained(tmp_path_factory):
+    """``(parent artifact, probe artifact)``: the smoke dino_world and its ce_vehicles probe, seed 0."""
+    cache = tmp_path_factory.mktemp("probe-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(runs.CACHE_ENV, str(cache))
+        mp.setenv(release.WEIGHTS_ENV, str(cache / "no-release"))
+        parent = zoo.train_cached(zoo.train_spec(zoo.recipe("dino_world", "smoke"), progress=False))
+        probe = transfers.train_cached(_probe_spec())
+    assert (probe / CHECKPOINT).is_file() and runs.read_manifest(probe)["transfer"]["mode"] == "probe"
+    return parent, probe
+
+
+@pytest.fixture
+def no_parent_training(no_training, monkeypatch):
+    monkeypatch.setattr(zoo, "train_dino", lambda *a, **k: pytest.fail("trained the parent although it is released"))
+
+
+def _release_probe(probe_trained, **kw):
+    """Release the parent (float16, as the cpu release) and the probe; ``(parent entry, probe entry)``."""
+    parent, probe = probe_trained
+    return release.export_artifact(parent, "dino_world", "smoke"), release.export_artifact(probe, PROBE_RELEASED,
+                                                                                           "smoke", **kw)
+
+
+def test_a_probe_is_released_head_only_and_loads_as_the_whole_release(probe_trained, weights, no_parent_training):
+    _, probe = probe_trained
+    parent_entry, entry = _release_probe(probe_trained)
+    whole = release.export_artifact(probe, "whole", "smoke", head_only=False)  # what the release held before
+    assert entry.head_only and not whole.head_only and whole.backbone is None
+    assert entry.backbone["from"] == "parent" and sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_CSV])
+    assert entry.size_bytes < whole.size_bytes / 4
+    row = next(r for r in json.loads((weights / "manifest.json").read_text())["entries"] if r["name"] == entry.name)
+    assert row["backbone"] == entry.backbone and "backbone" not in next(
+        r for r in json.loads((weights / "manifest.json").read_text())["entries"] if r["name"] == "whole")
+
+    from safetensors import safe_open
+
+    with safe_open(str(entry.folder / CLASSIFIER), "pt") as f:
+        assert {k.split(".")[0] for k in f.keys()} == {"head"}
+        meta = json.loads(f.metadata()["dinosal"])
+    assert meta["config"]["mode"] == "probe" and meta["step"] == entry.steps and meta["class_names"]
+    assert meta["backbone"]["sha256"] == entry.backbone["sha256"]
+    with pytest.raises(ValueError, match="only the head of a linear probe"):
+        release.load_classifier(entry.folder / CLASSIFIER)
+    with pytest.raises(ValueError, match="backbone="):
+        release.materialise(entry)  # the parent's backbone is needed
+
+    # a fresh clone: the probe's head and the parent, both released; nothing trains
+    model, card = transfers.load(_probe_spec())
+    art = transfers.artifact_dir(_probe_spec())
+    assert card.source == "released" and card.path == str(art)
+    m = runs.read_manifest(art)
+    assert m["source"] == "release" and m["rebuilt"]["backbone"]["source"] == "released"
+    assert m["rebuilt"]["backbone"]["matches_release"] and m["transfer"] == entry.transfer
+    # the very file the whole release holds, and the classifier it gives
+    assert (art / CLASSIFIER).read_bytes() == (whole.folder / CLASSIFIER).read_bytes()
+    ref = release.load_classifier(whole.folder / CLASSIFIER).model.state_dict()
+    got = model.state_dict()
+    assert set(got) == set(ref) and all(torch.equal(got[k], v) for k, v in ref.items())
+    # the probe's backbone is its (released, float16) parent's bit for bit
+    parent, source = transfers.parent_backbone(_probe_spec())
+    assert source == "released" and set(parent.state_dict()) == {k[len("backbone."):] for k in got
+                                                                 if k.startswith("backbone.")}
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in parent.state_dict().items())
+    assert release.backbone_digest(parent.state_dict(), "float16") == entry.backbone["sha256"]
+    trained = load_transfer(probe_trained[1] / CHECKPOINT).model.state_dict()
+    assert all(torch.equal(got[k], v.half().float()) for k, v in trained.items())
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+
+    # a materialised probe releases again into the same bytes
+    before = _files(entry.folder)
+    assert release.export_artifact(art, PROBE_RELEASED, "smoke") == entry and _files(entry.folder) == before
+
+
+def test_a_corrupted_probe_head_is_named_never_retrained(probe_trained, weights, no_parent_training):
+    _, entry = _release_probe(probe_trained)
+    target = entry.folder / CLASSIFIER
+    good = target.read_bytes()
+    data = bytearray(good)
+    data[-2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(ReleaseIntegrityError, match=re.escape(str(target))):
+        transfers.load(_probe_spec())
+    assert not transfers.artifact_dir(_probe_spec()).exists()
+    target.write_bytes(good)
+
+    transfers.load(_probe_spec())  # the rebuilt file is checked at load time too
+    art = transfers.artifact_dir(_probe_spec())
+    data = bytearray((art / CLASSIFIER).read_bytes())
+    data[-1] ^= 0x01
+    (art / CLASSIFIER).write_bytes(bytes(data))
+    with pytest.raises(ReleaseIntegrityError, match=re.escape(str(art / CLASSIFIER))):
+        transfers.load(_probe_spec())
+
+
+def test_a_probe_on_another_parent_backbone_is_rebuilt_with_a_warning(probe_trained, weights, no_parent_training):
+    _, entry = _release_probe(probe_trained)
+    parent, _ = transfers.parent_backbone(_probe_spec())
+    moved = {k: v + 1e-2 if k == "cls_token" else v for k, v in parent.state_dict().items()}
+    with pytest.warns(UserWarning, match="not the one the released head was trained on"):
+        art = release.materialise(entry, backbone=lambda: (moved, "run cache"))
+    m = runs.read_manifest(art)
+    assert m["rebuilt"]["backbone"]["matches_release"] is False and m["rebuilt"]["backbone"]["source"] == "run cache"
+    got = release.load_artifact_classifier(art).model.backbone.state_dict()
+    assert torch.equal(got["cls_token"], moved["cls_token"].half().float())
+
+
+def test_only_a_probe_whose_backbone_did_not_move_is_released_head_only(probe_trained, trained, weights, tmp_path):
+    with pytest.raises(ValueError, match="only a probe can be released head-only"):
+        release.export_artifact(trained, RELEASED, "smoke", head_only=True)  # a fine-tune
+    _, probe = probe_trained
+    copy = tmp_path / "moved"
+    shutil.copytree(probe, copy, ignore=shutil.ignore_patterns("snapshots"))
+    ck = torch.load(copy / CHECKPOINT, map_location="cpu", weights_only=True)
+    ck["model"]["backbone.cls_token"] += 1.0
+    torch.save(ck, copy / CHECKPOINT)
+    with pytest.raises(ValueError, match="not the one it started from"):
+        release.export_artifact(copy, PROBE_RELEASED, "smoke", snapshots=False)
+    assert release.export_artifact(copy, PROBE_RELEASED, "smoke", snapshots=False, head_only=False).backbone is None
+
+
+def test_every_released_cpu_probe_is_its_head_and_its_parents_backbone_bit_for_bit(monkeypatch):
+    """The release keeps a linear probe's head only: its frozen backbone is its parent's, released itself
+    (a DINO parent, float16) or the seeded random init."""
+    monkeypatch.delenv(release.WEIGHTS_ENV, raising=False)
+    from safetensors.torch import load_file
+
+    released = release.entries("cpu")
+    by_key = {e.key: e for e in released if e.kind == "dino"}
+    specs = {transfers.model_key(s): s for _, s in transfers.catalogue("cpu")}
+    probes = [e for e in released if e.kind == "transfer" and e.transfer["mode"] == "probe"]
+    assert probes and all(e.head_only for e in probes)
+    for e in probes:
+        assert {k.split(".")[0] for k in load_file(e.folder / CLASSIFIER)} == {"head"}, e.name
+        parent = json.loads((e.folder / CONFIG_JSON).read_text())["parent"]
+        if parent["kind"] == "dino":
+            p = by_key[parent["identity"]["key"]]  # the parent is released
+            state = load_file(p.folder / release.BACKBONE)
+        else:
+            assert parent["kind"] == "random" and e.key in specs, e.name
+            state = transfers.parent_backbone(specs[e.key])[0].state_dict()
+        assert release.backbone_digest(state, e.dtype) == e.backbone["sha256"], e.name

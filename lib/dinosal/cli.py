@@ -26,14 +26,19 @@ checkpoints (:mod:`dinosal.release`):
   run cache: every DINO model of the catalogue (one missing from the run
   cache is an error: ``make weights``), then every transfer of
   ``dinosal.transfers.catalogue(profile)`` the run cache holds (one missing
-  is named and skipped: transfers are trained by ``transfers`` below),
-  then the validation grid's table of every task and mode the transfer
-  chapter selects (``dinosal.transfers.selection_catalogue``; the tables,
-  not the candidates; one missing is named and skipped: ``transfers
-  --select`` runs them); snapshots as ``zoo.release_snapshots`` /
-  ``transfers.release_snapshots`` decide;
+  is named and skipped: transfers are trained by ``transfers`` below; a
+  linear probe is released head-only, its frozen backbone being its
+  parent's), then the validation grid's table of every task and mode the
+  transfer chapter selects (``dinosal.transfers.selection_catalogue``; the
+  tables, not the candidates; one missing is named and skipped: ``transfers
+  --select`` runs them), then the score tables of
+  ``dinosal.run_scores.catalogue(profile)`` the run cache holds (one missing
+  is named and skipped); snapshots as ``zoo.release_snapshots`` /
+  ``transfers.release_snapshots`` decide; the total size is printed against
+  :data:`SIZE_BUDGET_BYTES`;
 * ``verify [--profile P]``: check the sha256 of every released file (exit 1
-  on a mismatch);
+  on a mismatch), and name each head-only probe whose DINO parent is not
+  released (loading it would train the parent);
 * ``transfers [--profile cpu] [--names ...] [--seeds 0 1] [--parent-seeds ...]
   [--select] [--no-probes]``: train (or find) the transfer models of
   :mod:`dinosal.transfers` into the run cache, so that the transfer chapter
@@ -54,6 +59,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ast
+import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -197,19 +203,21 @@ def _weights(args) -> int:
 def _release(args) -> int:
     from tqdm.auto import tqdm
 
-    from . import transfers
+    from . import run_scores, transfers
 
     models = _catalogue(args.profile, None)
     moved = transfers.catalogue(args.profile)
     grids = transfers.selection_catalogue(args.profile)
+    tables = run_scores.catalogue(args.profile)
     if args.names:
-        every = [n for n, _ in models] + [n for n, _ in moved] + [n for n, _ in grids]
+        every = [n for n, _ in models] + [n for n, _ in moved] + [n for n, _ in grids] + [n for n, _ in tables]
         unknown = sorted(set(args.names) - set(every))
         if unknown:
             raise _CliError(f"profile {args.profile!r} releases no model {unknown}; it has {every}")
         models = [(n, spec) for n, spec in models if n in set(args.names)]
         moved = [(n, s) for n, s in moved if n in set(args.names)]
         grids = [(n, path) for n, path in grids if n in set(args.names)]
+        tables = [(n, path) for n, path in tables if n in set(args.names)]
     missing = [f"{name} ({_artifact(spec)})" for name, spec in models if not (_artifact(spec) / runs.MANIFEST).is_file()]
     if missing:
         raise _CliError(f"not in the run cache: {', '.join(missing)}; train them first (make weights)")
@@ -234,7 +242,8 @@ def _release(args) -> int:
             continue
         entry = release.export_artifact(path, name, args.profile, dtype=dtype_of(name),
                                         snapshots=transfers.release_snapshots(name, args.profile))
-        tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
+        tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype}"
+                   f"{'; the head only: the backbone is its parent' if entry.head_only else ''})")
     if skipped:
         print(f"{len(skipped)} of {len(moved)} transfers not in the run cache, not released: {', '.join(skipped)}")
     unrun = []
@@ -248,6 +257,18 @@ def _release(args) -> int:
         tqdm.write(f"{name}: {entry.key}, the validation grid's table, {entry.size_bytes / 1e3:.1f} kB")
     if unrun:
         print(f"{len(unrun)} of {len(grids)} validation grids not in the run cache, not released: {', '.join(unrun)}")
+    unscored = []
+    for name, path in tables:  # the score tables (kind scores)
+        if not (path / runs.MANIFEST).is_file():
+            unscored.append(name)
+            tqdm.write(f"{name}: the score table is not in the run cache ({path}); skipped (dinosal.run_scores "
+                       "computes it, e.g. when the findings chapter runs)")
+            continue
+        entry = release.export_artifact(path, name, args.profile)
+        tqdm.write(f"{name}: {entry.key}, a score table, {entry.size_bytes / 1e3:.1f} kB")
+    if unscored:
+        print(f"{len(unscored)} of {len(tables)} score tables not in the run cache, not released: "
+              f"{', '.join(unscored)}")
     everything = release.entries()
     total = sum(e.size_bytes for e in everything)
     print(f"{release.release_root()}: {len(everything)} entries, {total / 1e6:.1f} MB"
@@ -263,6 +284,7 @@ def _verify(args) -> int:
         print(f"no released models in {release.release_root()}")
         return 0
     bad = 0
+    dino_keys = {e.key for e in release.entries() if e.kind == "dino"}
     for entry in tqdm(found, desc="verify", unit="model"):
         try:
             release.verify(entry)
@@ -271,8 +293,21 @@ def _verify(args) -> int:
         except (release.ReleaseIntegrityError, ValueError) as err:
             bad += 1
             tqdm.write(f"BAD {entry.name}: {err}")
+            continue
+        parent = _released_parent(entry)
+        if parent is not None and parent not in dino_keys:
+            tqdm.write(f"    {entry.name}: the head of a linear probe whose DINO parent (key {parent}) is not "
+                       "released: loading it resolves the parent from the run cache, else trains it")
     print(f"{len(found) - bad} of {len(found)} released models verified")
     return 1 if bad else 0
+
+
+def _released_parent(entry) -> Optional[str]:
+    """The zoo key of a head-only probe's DINO parent (its ``config.json``'s ``parent``), else None."""
+    if not entry.head_only:
+        return None
+    parent = json.loads((entry.folder / release.CONFIG_JSON).read_text()).get("parent", {})
+    return parent.get("identity", {}).get("key") if parent.get("kind") == "dino" else None
 
 
 def _transfers(args) -> int:
@@ -311,9 +346,10 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
     Returns the exit status: 0 on success, 1 when verification fails or a
     command stops with an error (printed to stderr, naming the file or model).
     """
-    ap = argparse.ArgumentParser(prog=RELEASE_PROG, description="The released checkpoints under weights/: "
-                                 "retrain them (weights), write them from the run cache (release), check them (verify); "
-                                 "the transfer models into the run cache (transfers).")
+    ap = argparse.ArgumentParser(prog=RELEASE_PROG, description="The released checkpoints and tables under "
+                                 "weights/: retrain the models (weights), write the DINO models, transfers (linear "
+                                 "probes: their head only), validation grids and score tables from the run cache "
+                                 "(release), check them (verify); the transfer models into the run cache (transfers).")
     sub = ap.add_subparsers(dest="command", required=True)
     w = sub.add_parser("weights", help="train the released models into the run cache, compare held-out metrics")
     w.add_argument("--force", action="store_true", help="retrain models the run cache already holds, too")
@@ -321,15 +357,17 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
                    help="torch threads of each training (default: the recipe's, 2 for the cpu zoo models, else 1; "
                         "on a small CPU shared with other work use 1: more threads wait for busy cores; results "
                         "do not depend on it beyond float rounding)")
-    r = sub.add_parser("release", help="write the release folder and manifest from the run cache")
+    r = sub.add_parser("release", help="write the release folder and manifest from the run cache: DINO models, "
+                                       "transfers (a linear probe: its head only), validation grids, score tables")
     r.add_argument("--from-cache", action="store_true", help="take the models from the run cache (the only source)")
     r.add_argument("--dtype", default=None, choices=sorted(release.DTYPES),
                    help=f"dtype of the released tensors (default: the entry's own when it was released before, "
                         f"else {release.DEFAULT_DTYPE})")
     for p in (w, r):
         p.add_argument("--profile", default="cpu", help="profile whose models are released (default: cpu)")
-        p.add_argument("--names", nargs="*", help="only these models (default: every model of the catalogue)")
-    v = sub.add_parser("verify", help="check the sha256 of every released file")
+        p.add_argument("--names", nargs="*", help="only these models (default: every model of the catalogue; "
+                                                  "release: also transfers, grids and score tables by name)")
+    v = sub.add_parser("verify", help="check the sha256 of every released file (models, grids, score tables)")
     v.add_argument("--profile", default=None, help="only the entries of this profile")
     t = sub.add_parser("transfers", help="train (or find) the transfer models into the run cache")
     t.add_argument("--profile", default="cpu", help="profile whose transfers are trained (default: cpu)")

@@ -1,7 +1,8 @@
 """The profile tables of every chapter: the one place where sizes live.
 
 Plain data: importing this module registers nothing and imports nothing of
-:mod:`dinosal` but :mod:`dinosal.params` (how a field is declared).
+:mod:`dinosal` but :mod:`dinosal.params` (how a field is declared) and
+:mod:`dinosal.transfer_tables`.
 :mod:`dinosal.config` imports it and checks every table when it is imported.
 
 Each chapter has a frozen dataclass of parameters (``profile`` plus knobs a
@@ -15,18 +16,21 @@ Add a chapter by writing its dataclass and table and one entry of
 :data:`CHAPTERS`.
 
 The DINO models of the study (the zoo's recipes) are here too:
-:data:`DINO_RECIPES` of :class:`DinoRecipe`; and the classifier transfers
-(:mod:`dinosal.transfers`): :data:`TRANSFER_TASKS` of :class:`TransferTask`
-(data roles, recipes, validation grids) and :data:`TRANSFER_ARMS` (which
-parent is transferred to which task).
+:data:`DINO_RECIPES` of :class:`DinoRecipe`. The classifier transfers'
+tables (:data:`TRANSFER_TASKS`, :data:`TRANSFER_ARMS`, the controls and the
+knobs) are in :mod:`dinosal.transfer_tables`, re-exported here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .params import param, require
+from .transfer_tables import (  # noqa: F401  (re-exported: the transfer tables live in their own module)
+    KNOBS, PROBE_SUFFIX, TRANSFER_ARMS, TRANSFER_CONTROLS, TRANSFER_TASKS, Knob, TransferControl, TransferTask,
+    _fine_tuned_names, transfer_names)
+from .transfer_tables import CPU_DRIVING as _CPU_DRIVING
 
 # Side limits of the procedural benchmark's images (dinosal.data.synthetic.MIN_SIZE, MAX_SIZE; importing
 # the generators here would make every parameters cell import them; tests/test_config.py checks they agree).
@@ -119,10 +123,6 @@ _CPU_NET = dict(arch=(128, 4, 4), patch=8, img_size=64, out_dim=1024, head_hidde
 # ObjectWorld as trained: vivid objects (camouflage 0) over backgrounds that vary little (0.1), so that the
 # objects, not the background, tell images apart; 6-12 clutter shapes keep raw-pixel LOST below 0.4.
 _CPU_WORLD = dict(size=64, seed=0, camouflage=0.0, background_variability=0.1, n_clutter=(6, 12))
-# DrivingScenes with a road, sky and roadside that vary little between scenes (the prototype's finding:
-# with fully varied backgrounds, attention follows the road layout, which tells scenes apart best), and
-# 1-3 objects drawn 1.6x larger (12 % of the image instead of 8 %; appendix runs d1 and d2).
-_CPU_DRIVING = dict(size=64, seed=0, background_variability=0.2, object_scale=1.6, n_objects=(1, 3))
 # Teacher snapshots for the training chapter's emergence strip (step 0 = the initial weights).
 _CPU_SNAPSHOTS = (0, 50, 150, 300, 600, 1000, 1500)
 _CPU_CROPS = dict(global_size=64, local_size=32, n_local=4)
@@ -151,7 +151,7 @@ DINO_RECIPES: dict[str, dict[str, DinoRecipe]] = {
         "dino_world": DinoRecipe("world", _CPU_WORLD, n_train=20_000, crops={**_CPU_CROPS, **_CPU_COLOUR},
                                  crops_start=_CPU_CROPS, train=_CPU_WORLD_TRAIN, release_seeds=(1, 2)),
         "dino_driving": DinoRecipe("driving", _CPU_DRIVING, n_train=20_000, crops=_CPU_CROPS,
-                                   train=dict(_CPU_NET, snapshot_steps=_CPU_SNAPSHOTS)),
+                                   train=dict(_CPU_NET, snapshot_steps=_CPU_SNAPSHOTS), release_seeds=(1, 2)),
     },
     "paper": {
         # the official ViT-S/8 used for the DINO paper's figures, LOST and TokenCut
@@ -354,174 +354,6 @@ SALIENCY_TABLE: dict[str, dict] = {
 }
 
 
-# --------------------------------------------------------------------------
-# Classifier transfer (the paper's experiment): the tasks, their data roles
-# and recipes, and the arms (parent zoo model x task) each profile trains.
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TransferTask:
-    """One classification task a zoo model is transferred to (:mod:`dinosal.transfers`).
-
-    loss: ``"bce"`` (one sigmoid + binary cross-entropy per class on the
-        multi-hot labels of the classes present) or ``"ce"`` (one class per
-        image).
-    data: ``"driving"`` -- DrivingScenes with ``data_config``, which is the
-        exact generator configuration the profile's ``dino_driving`` was
-        trained on (every field but ``length``; tests/test_transfers.py pins
-        it), so its training images are the first ``n_train`` images DINO saw
-        (the BDD100K role); ``"vehicles"`` -- SingleVehicles, one vehicle
-        type per image (the Stanford Cars role); ``"bdd100k"`` /
-        ``"stanford_cars"`` (paper) -- the real data through
-        :func:`dinosal.data.readers.read_bdd100k` /
-        :func:`~dinosal.data.readers.read_stanford_cars`, with ``data_config``
-        naming the files under the data root (``$DINOSAL_DATA`` or the
-        chapter's ``data_root``).
-    n_train: training images: items ``0 .. n_train-1`` of the generator, or
-        the first ``n_train`` of the training file after its last ``n_val``
-        items are held out (real data).
-    n_val: validation images (every choice: the lr / steps grid). Synthetic:
-        the first ``n_val`` with an object of the validation split (dataset
-        seed + 1000); real data: the last ``n_val`` items of the training file.
-    img_size: side of the network input (training crops and evaluation resize), px.
-    finetune, probe: :class:`~dinosal.train.transfer_config.TransferConfig`
-        fields of each mode (over :meth:`TransferConfig.recipe`): batch,
-        steps (``epochs * steps_per_epoch``), learning rates, snapshots.
-    grid: ``{mode: {"lr": (...), "epochs": (...)}}``, the validation grid of
-        :func:`dinosal.transfers.select` (at most 3 learning rates x 2 step
-        counts, book/preregistration.md); ranked by mAP (bce) or top-1 (ce).
-    select_parent: the zoo model the grid is run from; its winner serves every
-        parent of the task, so the arms differ only in their parent.
-    """
-
-    loss: str
-    data: str
-    data_config: dict
-    n_train: int
-    n_val: int
-    img_size: int
-    finetune: dict = field(default_factory=dict)
-    probe: dict = field(default_factory=dict)
-    grid: dict = field(default_factory=dict)
-    select_parent: str = "dino_world"
-
-
-# smoke: the tiny network at 32 px, four steps: the code path only.
-_SMOKE_FINETUNE = dict(batch_size=8, epochs=2, steps_per_epoch=2, warmup_epochs=0, lr=4e-3, drop_path=0.0,
-                       snapshot_steps=(0, 2, 4), eval_batch_size=32)
-_SMOKE_PROBE = dict(batch_size=8, epochs=2, steps_per_epoch=2, lr=1.0, augment=False, precompute_features=True,
-                    eval_batch_size=32)
-_SMOKE_GRID = {"finetune": {"lr": (1e-3, 4e-3), "epochs": (2,)}, "probe": {"lr": (0.1, 1.0), "epochs": (2,)}}
-# cpu: the zoo's cpu network (width 128, 4 blocks, patch 8) at its 64 px. A fine-tune step at batch 32
-# took 0.15-0.18 s with one torch thread while both cores were busy with other trainings (0.37 s at
-# batch 64), so 800 steps take 2-2.5 minutes, under 3 on two idle cores; the first run of a task also
-# draws its training set once (4000 driving scenes, ~40 s; cached for every later run). The probe
-# trains its head on features computed once (seconds). Fine-tune: DeiT's AdamW
-# recipe with one warmup epoch of 100 steps; lr per 256 images (x 32/256 at batch 32). lr and epochs are
-# the validation grid's winners for both tasks (from dino_world; released as dino_world__<task>[__probe]__s0__grid).
-_CPU_FINETUNE = dict(batch_size=32, epochs=8, steps_per_epoch=100, warmup_epochs=1, lr=4e-3, min_lr=1e-6,
-                     weight_decay=0.05, drop_path=0.1, snapshot_steps=(0, 50, 200, 400, 800), eval_batch_size=64)
-_CPU_PROBE = dict(batch_size=64, epochs=8, steps_per_epoch=100, lr=4.0, augment=False, precompute_features=True,
-                  eval_batch_size=64)
-_CPU_GRID = {"finetune": {"lr": (1e-3, 4e-3, 1.6e-2), "epochs": (4, 8)},
-             "probe": {"lr": (0.1, 1.0, 4.0), "epochs": (4, 8)}}
-# paper: ViT-S/8 at 224 px on one GPU; DeiT's fine-tune (lr 5e-4 at batch 512 = 2.5e-4 per 256) and
-# eval_linear's probe (SGD, lr 0.001 per 256, 100 epochs of one pass; here step-based).
-_PAPER_FINETUNE = dict(batch_size=64, epochs=30, steps_per_epoch=500, warmup_epochs=3, lr=2.5e-4, min_lr=1e-6,
-                       weight_decay=0.05, drop_path=0.1, layer_decay=0.75, num_workers=8,
-                       snapshot_steps=(0, 500, 2000, 5000, 15000), checkpoint_every=1000)
-_PAPER_PROBE = dict(batch_size=128, epochs=100, steps_per_epoch=200, lr=1e-3, num_workers=8, checkpoint_every=2000)
-_PAPER_GRID = {"finetune": {"lr": (1e-4, 2.5e-4, 5e-4), "epochs": (15, 30)},
-               "probe": {"lr": (1e-3, 1e-2, 1e-1), "epochs": (50, 100)}}
-
-TRANSFER_TASKS: dict[str, dict[str, TransferTask]] = {
-    "smoke": {
-        "bce_driving": TransferTask("bce", "driving", dict(size=32, seed=0), n_train=32, n_val=16, img_size=32,
-                                    finetune=_SMOKE_FINETUNE, probe=_SMOKE_PROBE, grid=_SMOKE_GRID),
-        "ce_vehicles": TransferTask("ce", "vehicles", dict(size=32, seed=0), n_train=32, n_val=16, img_size=32,
-                                    finetune=_SMOKE_FINETUNE, probe=_SMOKE_PROBE, grid=_SMOKE_GRID),
-    },
-    "cpu": {
-        "bce_driving": TransferTask("bce", "driving", _CPU_DRIVING, n_train=4000, n_val=500, img_size=64,
-                                    finetune=_CPU_FINETUNE, probe=_CPU_PROBE, grid=_CPU_GRID),
-        "ce_vehicles": TransferTask("ce", "vehicles", dict(size=64, seed=0), n_train=4000, n_val=500, img_size=64,
-                                    finetune=_CPU_FINETUNE, probe=_CPU_PROBE, grid=_CPU_GRID),
-    },
-    "paper": {
-        # BDD100K detection labels (det_20; the 2018 bdd100k_labels_images_*.json read the same way): the
-        # classes present in a frame as its multi-hot label. BDD100K's test labels are not public, so the
-        # claims' test set is the official val split and validation is held out of train.
-        "bce_driving": TransferTask(
-            "bce", "bdd100k", dict(labels="bdd100k/labels/det_20/det_train.json", images="bdd100k/images/100k/train",
-                                   test_labels="bdd100k/labels/det_20/det_val.json",
-                                   test_images="bdd100k/images/100k/val"),
-            n_train=60_000, n_val=5_000, img_size=224, finetune=_PAPER_FINETUNE, probe=_PAPER_PROBE, grid=_PAPER_GRID,
-            select_parent="dino_official"),
-        # Stanford Cars through the devkit's .mat files (196 car models, one per image).
-        "ce_vehicles": TransferTask(
-            "ce", "stanford_cars", dict(annos="stanford_cars/devkit/cars_train_annos.mat",
-                                        meta="stanford_cars/devkit/cars_meta.mat", images="stanford_cars/cars_train",
-                                        test_annos="stanford_cars/devkit/cars_test_annos_withlabels.mat",
-                                        test_images="stanford_cars/cars_test"),
-            n_train=7_144, n_val=1_000, img_size=224, finetune=_PAPER_FINETUNE, probe=_PAPER_PROBE, grid=_PAPER_GRID,
-            select_parent="dino_official"),
-    },
-}
-"""Profile -> task name -> :class:`TransferTask`."""
-
-_STUDY_ARMS = (("dino_world", "bce_driving"), ("dino_world", "ce_vehicles"), ("dino_driving", "bce_driving"),
-               ("random", "bce_driving"), ("random", "ce_vehicles"))
-TRANSFER_ARMS: dict[str, tuple[tuple[str, str], ...]] = {
-    "smoke": _STUDY_ARMS,
-    "cpu": _STUDY_ARMS,
-    # the paper's pretrained DINO is the official ViT-S/8 (ImageNet)
-    "paper": (("dino_official", "bce_driving"), ("dino_official", "ce_vehicles"), ("dino_driving", "bce_driving"),
-              ("random", "bce_driving"), ("random", "ce_vehicles")),
-}
-"""Profile -> the arms of the study, ``(parent zoo name, task)``: the paper's two transfers and the controls
-it lacks (random init: supervised from scratch; the from-scratch DINO transferred). Each is trained
-fine-tuned (name ``<parent>__<task>``) and as a linear probe (``<parent>__<task>__probe``)."""
-
-PROBE_SUFFIX = "__probe"
-
-
-def transfer_names(profile: str, probes: bool = True) -> tuple[str, ...]:
-    """The transfer models of ``profile``: ``<parent>__<task>`` for every arm, then (``probes``) the
-    ``__probe`` variants; plain identifiers."""
-    fine = tuple(f"{parent}__{task}" for parent, task in TRANSFER_ARMS[profile])
-    return fine + (tuple(n + PROBE_SUFFIX for n in fine) if probes else ())
-
-
-def _fine_tuned_names(profile: str) -> tuple[str, ...]:
-    return transfer_names(profile, probes=False)
-
-
-@dataclass(frozen=True)
-class TransferControl:
-    """A findings-chapter control ``<parent>__<name>``: the arm ``<parent>__<task>`` (parent, recipe, lr, steps) with
-    ``changes`` to its task (``data_config``: entries added), its labels permuted across images (the seed
-    ``shuffle_labels``), or (``dino``) DINO continued on the arm's training images for the arm's steps."""
-
-    claim: str
-    task: str
-    changes: dict = field(default_factory=dict)
-    shuffle_labels: Optional[int] = None
-    dino: bool = False
-    parent: str = "dino_world"
-
-
-_CONTROLS = {  # name: TransferControl(the claim it serves, the task of the arm it controls, what changes)
-    "bce_driving_shuffled": TransferControl("2 labels: multi-hots permuted", "bce_driving", shuffle_labels=0),
-    "ce_driving_single": TransferControl("3a loss: CE on one-class scenes", "bce_driving",
-                                         dict(loss="ce", data_config=dict(single_class_scenes=1.0))),
-    "bce_vehicles": TransferControl("3a data: BCE on SingleVehicles", "ce_vehicles", dict(loss="bce")),
-    "dense_driving": TransferControl("5 dense: image labels per patch", "bce_driving", dict(loss="patch_image_bce")),
-    "box_driving": TransferControl("5 boxes: box labels per patch", "bce_driving", dict(loss="patch_bce")),
-    "dino_driving_exposure": TransferControl("2 exposure: DINO on its images", "bce_driving", dino=True)}
-TRANSFER_CONTROLS: dict[str, dict[str, TransferControl]] = {"smoke": _CONTROLS, "cpu": _CONTROLS, "paper": {
-    k: replace(c, parent="dino_official") for k, c in _CONTROLS.items() if not c.dino and k != "ce_driving_single"}}
-"""Profile -> name -> :class:`TransferControl` (not arms). Paper: no one-class BDD100K scenes; no DINO head."""
 
 
 # --------------------------------------------------------------------------
@@ -586,6 +418,82 @@ TRANSFER_TABLE: dict[str, dict] = {
 
 
 # --------------------------------------------------------------------------
+# Chapter "findings": the paper's claims, measured on the study's runs (their
+# score tables: dinosal.run_scores), judged by the pre-registered rule.
+# --------------------------------------------------------------------------
+
+_CLAIM_ARMS = ["dino_world__bce_driving", "dino_world__ce_vehicles", "dino_world__box_driving",
+               "dino_driving__bce_driving"]
+_CONTROL_RUNS = ["dino_world__bce_driving_shuffled", "dino_world__ce_driving_single", "dino_world__bce_vehicles",
+                 "dino_world__dense_driving", "dino_world__dino_driving_exposure", "random__bce_driving"]
+_KNOB_RUNS = ["dino_world__bce_driving_single", "dino_world__bce_driving_single_half",
+              "dino_world__bce_driving_presence_half", "dino_world__bce_driving_presence_full",
+              "dino_world__bce_driving_tree_ped_050", "dino_world__bce_driving_tree_ped_100"]
+
+
+@dataclass(frozen=True)
+class FindingsParams:
+    """Chapter ``findings``: which runs are scored, on which scenes, and the bootstrap.
+
+    Every run is a zoo model or a named transfer (:mod:`dinosal.transfers`, controls and knob levels
+    included); its maps are scored once on the first ``n_eval`` test driving scenes with an object
+    (:mod:`dinosal.run_scores`, cached and released as tables), and the claims are decided on those tables
+    by book/preregistration.md's rule (:mod:`dinosal.findings`).
+    """
+
+    profile: str
+    pretrained: list[str] = param(["dino_world", "dino_driving", "random"], "pretrained models whose maps are "
+                                  "scored (the first is the paper's pretrained DINO; dino_driving: DINO from "
+                                  "scratch on the driving scenes)")
+    arms: list[str] = param(_CLAIM_ARMS, "fine-tuned transfers the claims rest on, trained over every parent seed x "
+                            "claim_seeds")
+    controls: list[str] = param(_CONTROL_RUNS, "controls (each an arm with one change) over control_seeds")
+    knobs: list[str] = param(_KNOB_RUNS, "claim 4's knob levels (BCE on scenes with one generator knob set)")
+    parent_seeds: Optional[list[int]] = param(None, "pretraining seeds (None: each recipe's own and its "
+                                                    "released ones)", min=0)
+    claim_seeds: list[int] = param([0, 1, 2, 3], "transfer seeds of the claims' arms (the pilot's rule raised "
+                                                 "them to 4)", min=0)
+    control_seeds: list[int] = param([0, 1], "transfer seeds of the controls (the exposure control: the first)",
+                                     min=0)
+    knob_seeds: list[int] = param([0], "transfer seeds of the knob levels", min=0)
+    n_eval: int = param(200, "test driving scenes with an object (pre-registered: 200)", min=1)
+    eval_size: int = param(128, "px of the scenes the maps are computed on (pre-registered: 128)",
+                           min=SYNTHETIC_SIZE[0])
+    k: int = param(100, "LOST: lowest-degree patches (clamped to the patch count)", min=1)
+    tau: float = param(0.2, "TokenCut's graph threshold", gt=0, lt=1)
+    n_show: int = param(6, "pre-registered scenes in the figures (pre-registered: 6)", min=1)
+    n_boot: int = param(2000, "hierarchical bootstrap resamples (pre-registered: 2000)", min=10)
+    checkpoint: Optional[str] = param(None, "a DINO checkpoint of yours (main_dino's checkpoint.pth, a timm "
+                                            "state dict or safetensors): its maps are scored and drawn beside the "
+                                            "pretrained models")
+    threads: Optional[int] = param(None, "torch threads (None: torch's default)", min=1)
+    data_root: Optional[str] = param(None, "paper: folder holding bdd100k/ (input only; None: $DINOSAL_DATA)")
+    out_dir: Optional[str] = param(None, "folder for the chapter's CSV files (None: _build/findings/<profile> "
+                                         "of the checkout)")
+
+    def __post_init__(self):
+        require(len(self.pretrained) >= 2, "pretrained", self.pretrained,
+                "the paper's pretrained DINO first, then at least dino_driving")
+        for name in ("claim_seeds", "control_seeds", "knob_seeds"):
+            seeds = getattr(self, name)
+            require(len(seeds) >= 1 and len(set(seeds)) == len(seeds), name, seeds, "one or more distinct seeds")
+        for p in sorted(_patches(self.profile, None)):
+            require(self.eval_size % p == 0, "eval_size", self.eval_size, f"a multiple of the models' patch ({p} px)")
+
+
+FINDINGS_TABLE: dict[str, dict] = {
+    "smoke": dict(claim_seeds=[0, 1], control_seeds=[0], n_eval=6, eval_size=48, k=10, n_show=2, n_boot=50,
+                  knobs=[k for k in _KNOB_RUNS if k != "dino_world__bce_driving_tree_ped_050"]),
+    "cpu": dict(threads=2),
+    "paper": dict(pretrained=["dino_official", "dino_driving"],
+                  arms=["dino_official__bce_driving", "dino_official__ce_vehicles", "dino_driving__bce_driving"],
+                  controls=["dino_official__bce_driving_shuffled", "dino_official__bce_vehicles",
+                            "dino_official__dense_driving", "dino_official__box_driving", "random__bce_driving"],
+                  knobs=[], claim_seeds=[0, 1], control_seeds=[0], n_eval=500, eval_size=480),
+}
+
+
+# --------------------------------------------------------------------------
 # Every chapter: name -> (parameter dataclass, {profile: {field: value}}).
 # --------------------------------------------------------------------------
 
@@ -595,6 +503,7 @@ CHAPTERS: dict[str, tuple[type, dict[str, dict]]] = {
     "theory": (TheoryParams, THEORY_TABLE),
     "saliency": (SaliencyParams, SALIENCY_TABLE),
     "transfer": (TransferParams, TRANSFER_TABLE),
+    "findings": (FindingsParams, FINDINGS_TABLE),
 }
 """Chapter name -> (its parameter dataclass, its table ``{profile: {field: value}}``);
 :mod:`dinosal.config` checks and resolves them."""

@@ -20,7 +20,9 @@ parent, :func:`file_spec` a checkpoint file the reader names.
 * **Resolution**, as :func:`dinosal.zoo.train_cached`: the run cache, then a
   released checkpoint of that key (:func:`dinosal.release.find` with kind
   ``"transfer"``, sha256 checked, copied into the cache by
-  :func:`dinosal.release.materialise`: ``classifier.safetensors``), then
+  :func:`dinosal.release.materialise`: ``classifier.safetensors``; a linear
+  probe is released head-only, its frozen backbone being its parent's bit for
+  bit, and rebuilt whole from :func:`parent_backbone` and the released head), then
   training (``checkpoint.pth``, ``log.csv``, ``snapshots/``; its manifest
   records the validation scores). :func:`load`, :func:`snapshots` and
   :func:`load_snapshot` read either artifact alike.
@@ -299,10 +301,11 @@ def _scores_dict(scores) -> dict:
 
 def train_cached(s: TransferSpec, rebuild: bool = False, use_release: bool = True) -> Path:
     """The run-cache directory of transfer ``s``: the run cache, then a released checkpoint of its key
-    (verified, copied into the cache), then training. ``rebuild=True`` or ``use_release=False`` skip the
-    release. The trained artifact holds ``checkpoint.pth``, ``log.csv``, ``snapshots/`` and a manifest
-    with the training's steps and time, the parent (name, identity, source), the class names and the
-    validation scores (``metrics``: map, top1, per-class AP on the task's ``n_val`` validation images).
+    (verified, copied into the cache; a linear probe, released head-only, rebuilt whole with its parent's
+    backbone from :func:`parent_backbone`: run cache -> release -> train), then training. ``rebuild=True``
+    or ``use_release=False`` skip the release. The trained artifact holds ``checkpoint.pth``, ``log.csv``,
+    ``snapshots/`` and a manifest with the training's steps and time, the parent (name, identity, source),
+    the class names and the validation scores (``metrics``: map, top1, per-class AP on the task's ``n_val`` validation images).
     A config with ``stop_at_step`` is refused: a cached model is a finished run. An exposure run:
     :func:`dinosal.exposure.train_cached`."""
     if isinstance(s, ExposureSpec):
@@ -312,6 +315,8 @@ def train_cached(s: TransferSpec, rebuild: bool = False, use_release: bool = Tru
     key = model_key(s)
     if use_release and not rebuild and not (runs.cache_root() / TRANSFER_KIND / key / runs.MANIFEST).is_file():
         entry = release.find(key, kind=TRANSFER_KIND)
+        if entry is not None and getattr(entry, "head_only", False):  # a probe's head: the parent's backbone back
+            return release.materialise(entry, backbone=lambda: parent_backbone(s))
         if entry is not None:
             return release.materialise(entry)
 

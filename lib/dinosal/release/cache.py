@@ -1,16 +1,33 @@
-"""A released model (or validation grid) into the run cache, as the artifact training would have made."""
+"""A released model, validation grid or score table into the run cache, as the artifact its build would have made."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Optional
+
+import torch
 
 from .. import runs
-from .store import CONFIG_JSON, SELECTION_KIND, TRANSFER_KIND, Entry, ReleaseIntegrityError, verify
-from .tensors import _read_json
+from ..train.dino import SNAPSHOT_DIR
+from .store import (
+    CLASSIFIER,
+    CONFIG_JSON,
+    SCORES_KIND,
+    SELECTION_KIND,
+    TRANSFER_KIND,
+    Entry,
+    ReleaseIntegrityError,
+    verify,
+)
+from .tensors import _read_json, backbone_digest, rebuild_classifier
+
+BackboneSource = Callable[[], "tuple[torch.nn.Module | Mapping[str, torch.Tensor], str]"]
+"""What :func:`materialise` calls for a head-only probe: ``() -> (the parent's backbone, where it came from)``
+(a module or its state dict, timm key names; e.g. ``lambda: dinosal.transfers.parent_backbone(spec)``)."""
 
 
 def _replay(plain: Mapping) -> Any:
@@ -23,41 +40,79 @@ def _replay(plain: Mapping) -> Any:
     return cls(**{k: plain[k] for k in names})
 
 
-def materialise(entry: Entry, cache_root=None) -> Path:
+def _weights_file(rel: str) -> bool:
+    """Whether ``rel`` is a transfer entry's classifier file: the final weights or a snapshot."""
+    return rel == CLASSIFIER or (rel.startswith(f"{SNAPSHOT_DIR}/") and rel.endswith(".safetensors"))
+
+
+def materialise(entry: Entry, cache_root=None, backbone: Optional[BackboneSource] = None) -> Path:
     """Verify ``entry``, then make it the run-cache artifact
     ``<cache>/<kind>/<key>/`` (through :func:`dinosal.runs.cached`: locked,
     atomic; an existing artifact is returned as is), for any kind. The
     artifact holds the released files (``backbone.safetensors`` or
     ``classifier.safetensors``, ``config.json``, ``log.csv``, the
     ``snapshots/*.safetensors`` the entry lists, possibly none; a
-    validation grid's ``selection.json`` and ``config.json``) and a
+    validation grid's ``selection.json`` and ``config.json``; a score
+    table's ``scores.csv`` and ``config.json``) and a
     manifest with ``"source": "release"``, ``"release"`` (name, profile,
     dtype, commit, created, files), the training's ``machine``,
     ``versions``, ``timings.build_seconds``, ``training.steps``, ``commit``
     and ``metrics``, a transfer's ``"transfer"`` block (as the trained
     artifact's, so :func:`dinosal.transfers.load` reads both alike), a
     grid's ``"selection"`` block (so :func:`dinosal.transfers.select` reads
-    the table as the one it ran), and
-    ``"materialised"`` (this machine, versions, time). Raises :class:`ReleaseIntegrityError`
-    for a corrupted or missing file, ``ValueError`` when ``config.json`` no
-    longer gives ``entry.key`` (the library version changed: retrain)."""
+    the table as the one it ran), a score table's ``"scores"`` block, and
+    ``"materialised"`` (this machine, versions, time).
+
+    A linear probe released head-only (``entry.head_only``) is rebuilt whole: ``backbone()`` (called
+    only when the artifact is not in the run cache yet) gives the parent's backbone, which goes back
+    into every classifier file cast to the entry's dtype -- the files a whole release would have
+    given, so :func:`load_artifact_classifier` reads the artifact as any other. The manifest's
+    ``"rebuilt"`` holds those files' sha256 (checked at load time instead of the released head's),
+    the parent backbone's :func:`~dinosal.release.tensors.backbone_digest`, where it came from, and
+    whether it is the backbone the head was released with (a ``UserWarning`` when not: e.g. a parent
+    retrained here that came out otherwise; the classifier then differs from the released one).
+
+    Raises :class:`ReleaseIntegrityError` for a corrupted or missing file, ``ValueError`` when
+    ``config.json`` no longer gives ``entry.key`` (the library version changed: retrain) or when a
+    head-only entry comes without ``backbone``."""
     verify(entry)
     config = _read_json(entry.folder / CONFIG_JSON)
     replay = _replay(config)
     key = runs.config_key(entry.kind, replay)
     if key != entry.key:
         how = {TRANSFER_KIND: "python -m dinosal.cli transfers", SELECTION_KIND: "python -m dinosal.cli "
-               "transfers --select"}.get(entry.kind, "make weights")
+               "transfers --select", SCORES_KIND: "the chapter that computes it"}.get(entry.kind, "make weights")
         raise ValueError(f"{entry.folder / CONFIG_JSON}: gives run-cache key {key} with this library, the release "
                          f"manifest says {entry.key}; the release is stale (retrain with `{how}`)")
+    if entry.head_only and (entry.kind != TRANSFER_KIND or backbone is None):
+        raise ValueError(f"{entry.folder}: release entry {entry.name!r} holds only the head of a linear probe; its "
+                         "backbone is its parent's: materialise it with backbone= (dinosal.transfers.train_cached "
+                         "passes the parent's)")
 
     def build(tmp: Path) -> dict:
         started = time.time()
+        parent = None
+        if entry.head_only:
+            module, source = backbone()
+            state = module.state_dict() if isinstance(module, torch.nn.Module) else dict(module)
+            digest = backbone_digest(state, entry.dtype)
+            parent = {"source": source, "sha256": digest, "released": entry.backbone["sha256"],
+                      "matches_release": digest == entry.backbone["sha256"]}
+            if not parent["matches_release"]:
+                warnings.warn(f"{entry.name}: the parent's backbone ({source}) is not the one the released head was "
+                              f"trained on (sha256 {digest} in {entry.dtype}, released "
+                              f"{entry.backbone['sha256']}); the classifier rebuilt from it differs from the "
+                              "released one", UserWarning, stacklevel=3)
+        rebuilt = {}
         for rel, expected in sorted(entry.files.items()):
-            data = (entry.folder / rel).read_bytes()
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != expected:  # changed since verify(): check what is copied
-                raise ReleaseIntegrityError(entry.folder / rel, expected, actual)
+            if parent is not None and _weights_file(rel):  # the released head and the parent's backbone
+                data = rebuild_classifier(entry.folder / rel, state, expected)
+                rebuilt[rel] = hashlib.sha256(data).hexdigest()
+            else:
+                data = (entry.folder / rel).read_bytes()
+                actual = hashlib.sha256(data).hexdigest()
+                if actual != expected:  # changed since verify(): check what is copied
+                    raise ReleaseIntegrityError(entry.folder / rel, expected, actual)
             runs.atomic_write_bytes(tmp / rel, data)
         release = {k: getattr(entry, k) for k in ("name", "profile", "dtype", "commit", "created", "files")}
         out = {
@@ -68,10 +123,11 @@ def materialise(entry: Entry, cache_root=None) -> Path:
                              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              "seconds": round(time.time() - started, 3)},
         }
-        if entry.transfer is not None:
-            out["transfer"] = entry.transfer
-        if entry.selection is not None:
-            out["selection"] = entry.selection
+        if parent is not None:
+            out["rebuilt"] = {"files": rebuilt, "backbone": parent}
+        for block in ("transfer", "selection", "scores"):
+            if getattr(entry, block) is not None:
+                out[block] = getattr(entry, block)
         return out
 
     return runs.cached(entry.kind, replay, build, root=cache_root)

@@ -1,5 +1,5 @@
-"""Export a cached DINO or transfer artifact, or a transfer task's validation grid, into the release folder
-(see :mod:`dinosal.release`)."""
+"""Export a cached DINO or transfer artifact, a transfer task's validation grid or a score table into the
+release folder (see :mod:`dinosal.release`)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,17 @@ from typing import Iterable, Mapping, Optional
 from .. import runs
 from ..models import load_dino_state
 from ..train.dino import CHECKPOINT, LOG_CSV, SNAPSHOT_DIR
-from ..train.transfer import transfer_from_checkpoint
+from ..train.transfer import _backbone_identity, transfer_from_checkpoint
 from .store import (
     CONFIG_JSON,
     DEFAULT_DTYPE,
     DTYPES,
     ENTRY_FILE,
     KIND,
-    SELECTION_JSON,
+    PARENT_BACKBONE,
+    SCORES_KIND,
     SELECTION_KIND,
+    TABLE_FILE,
     TRANSFER_KIND,
     WEIGHTS_FILE,
     Entry,
@@ -37,9 +39,12 @@ from .store import (
     verify,
 )
 from .tensors import (
+    CLASSIFIER_CONTENT,
     _cast,
     _expected_digest,
+    _head_only_bytes,
     _network,
+    _parse_safetensors,
     _read_safetensors,
     _safetensors_bytes,
     _torch_teacher,
@@ -78,15 +83,28 @@ def _dino_blob(cache_dir: Path, rel: str, src: Path, manifest: dict, net, meta: 
     return _safetensors_bytes(_cast(s, dtype, str(src)), {**meta, "step": step})
 
 
-def _transfer_blob(cache_dir: Path, rel: str, src: Path, meta: dict, dtype: str) -> bytes:
+def _transfer_blob(cache_dir: Path, rel: str, src: Path, meta: dict, dtype: str, head_only: bool) -> bytes:
     """The released file ``rel`` of a transfer artifact: the whole classifier of ``src`` (checked by
-    rebuilding it), its config, class names and step in the header."""
+    rebuilding it), its config, class names and step in the header; ``head_only`` (a linear probe): its
+    ``head.*`` tensors only, the backbone left out checked to be the one the probe started from (a
+    trainer's ``.pth``: the config's ``start_sha256``) and named by its digest in the header."""
     ck = _transfer_checkpoint(src, _expected_digest(cache_dir, rel) if src.suffix == ".safetensors" else None)
     state = ck["model"]
-    transfer_from_checkpoint({**ck, "model": {k: v.float() if v.is_floating_point() else v for k, v in state.items()}},
-                             str(src))  # strict: a classifier the loader rebuilds
+    loaded = transfer_from_checkpoint({**ck, "model": {k: v.float() if v.is_floating_point() else v
+                                                       for k, v in state.items()}},
+                                      str(src))  # strict: a classifier the loader rebuilds
     extra = {"config": json.loads(ck["config"]), "class_names": list(ck["class_names"]), "step": int(ck["step"])}
-    return _safetensors_bytes(_cast(state, dtype, str(src)), {**meta, **extra})
+    if not head_only:
+        return _safetensors_bytes(_cast(state, dtype, str(src)), {**meta, **extra})
+    if extra["config"].get("mode") != "probe":
+        raise ValueError(f"{src}: a {extra['config'].get('mode')!r} transfer trains its backbone; only a linear "
+                         "probe can be released head-only")
+    start = extra["config"].get("start_sha256")  # of the backbone the probe started from (float32)
+    moved = src.suffix == ".pth" and _backbone_identity(loaded.model.backbone)["start_sha256"] != start
+    if start is not None and moved:
+        raise ValueError(f"{src}: the probe's backbone is not the one it started from (start_sha256 {start}); "
+                         "its head alone would not give it back")
+    return _head_only_bytes(state, {**meta, **extra}, dtype, str(src))
 
 
 def _foreign_files(folder: Path, listed: Iterable[str]) -> list[str]:
@@ -116,8 +134,10 @@ def _same_release(old: Entry, new: Entry) -> bool:
 
 
 def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mapping] = None,
-                    dtype: str = DEFAULT_DTYPE, root=None, snapshots: bool = True) -> Entry:
-    """Release the cached DINO or transfer artifact, or validation grid, ``cache_dir`` as ``<root>/<name>/``.
+                    dtype: str = DEFAULT_DTYPE, root=None, snapshots: bool = True,
+                    head_only: Optional[bool] = None) -> Entry:
+    """Release the cached DINO or transfer artifact, validation grid or score table ``cache_dir`` as
+    ``<root>/<name>/``.
 
     ``cache_dir``: a ``dino`` or ``transfer`` run-cache artifact
     (``manifest.json`` and ``checkpoint.pth``, or one materialised from a
@@ -136,10 +156,19 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     (a transfer's name, parent, mode, class names...), and its ``commit`` if
     it has one, else :func:`git_commit` now.
 
+    A linear probe (a transfer of mode ``"probe"``) is released head-only (``head_only``: None, the
+    default, decides by the mode; False releases the whole classifier; True for a fine-tune is a
+    ``ValueError``): its frozen backbone is its parent's bit for bit (checked against the config's
+    starting digest for a trained artifact), so its weights files hold the ``head.*`` tensors and the
+    header only, and the entry's ``backbone`` names the digest of the backbone left out;
+    :func:`~dinosal.release.materialise` rebuilds the whole classifier from the parent's backbone.
+
     A validation grid (kind ``"transfer_selection"``, :func:`dinosal.transfers.select`) is released as
     its ``selection.json`` (copied byte for byte) and ``config.json``, with the artifact manifest's
-    ``"selection"`` block (task, mode, parent, metric, best) in the entry; it has no tensors (``dtype``
-    is ignored, the entry's is ``""``), no log and no snapshots.
+    ``"selection"`` block (task, mode, parent, metric, best) in the entry; a score table (kind
+    ``"scores"``, :mod:`dinosal.run_scores`) as its ``scores.csv`` (byte for byte) and ``config.json``,
+    with the manifest's ``"scores"`` block, if any, in the entry. Neither has tensors (``dtype`` is
+    ignored, the entry's is ``""``), a log or snapshots.
 
     The files are written into a temporary folder beside the entry and moved
     into place, then the manifest is replaced (atomic). Raises
@@ -164,27 +193,40 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     kind = manifest.get("kind")
     if kind not in ENTRY_FILE:
         raise ValueError(f"{cache_dir}: artifact of kind {kind!r}; only {sorted(ENTRY_FILE)} can be released")
-    needed = SELECTION_JSON if kind == SELECTION_KIND else LOG_CSV
+    table = TABLE_FILE.get(kind)
+    needed = table or LOG_CSV
     if not (cache_dir / needed).is_file():
-        raise FileNotFoundError(f"{cache_dir / needed}: no {'grid table' if kind == SELECTION_KIND else 'training log'}"
-                                " to release")
+        what = {SELECTION_KIND: "grid table", SCORES_KIND: "score table"}.get(kind, "training log")
+        raise FileNotFoundError(f"{cache_dir / needed}: no {what} to release")
     config = manifest["config"]
-    sources = {} if kind == SELECTION_KIND else _sources(cache_dir, kind, snapshots)
+    probe = kind == TRANSFER_KIND and config.get("transfer", {}).get("mode") == "probe"
+    if head_only and not probe:
+        raise ValueError(f"{cache_dir}: not a linear probe (kind {kind!r}, mode "
+                         f"{config.get('transfer', {}).get('mode')!r}); only a probe can be released head-only")
+    head_only = probe if head_only is None else bool(head_only)
+    sources = {} if table else _sources(cache_dir, kind, snapshots)
 
     blobs: dict[str, bytes] = {}
-    if kind == SELECTION_KIND:
-        blobs[SELECTION_JSON], dtype = (cache_dir / SELECTION_JSON).read_bytes(), ""
+    backbone = None
+    if table:
+        blobs[table], dtype = (cache_dir / table).read_bytes(), ""
     elif kind == KIND:
         net = _network(config, cache_dir / runs.MANIFEST)
         meta = {"content": "dino teacher backbone", "key": manifest["key"], "dtype": dtype}
         for rel, src in sources.items():
             blobs[rel] = _dino_blob(cache_dir, rel, src, manifest, net, meta, dtype)
     else:
-        meta = {"content": "transfer classifier", "key": manifest["key"], "dtype": dtype}
+        meta = {"content": CLASSIFIER_CONTENT, "key": manifest["key"], "dtype": dtype}
         for rel, src in sources.items():
-            blobs[rel] = _transfer_blob(cache_dir, rel, src, meta, dtype)
+            blobs[rel] = _transfer_blob(cache_dir, rel, src, meta, dtype, head_only)
+        if head_only:  # one frozen backbone: the same in the final weights and every snapshot
+            digests = {_parse_safetensors(blobs[rel], cache_dir / rel)[1]["backbone"]["sha256"] for rel in sources}
+            if len(digests) != 1:
+                raise ValueError(f"{cache_dir}: the probe's backbone differs between its weights files; "
+                                 "it cannot be released head-only")
+            backbone = {"from": PARENT_BACKBONE, "sha256": digests.pop()}
     blobs[CONFIG_JSON] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
-    if kind != SELECTION_KIND:
+    if not table:
         blobs[LOG_CSV] = (cache_dir / LOG_CSV).read_bytes()
 
     if metrics is None:
@@ -193,6 +235,13 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
         metrics = {k: float(v) for k, v in dict(metrics).items()}
     else:
         metrics = json.loads(json.dumps(dict(metrics)))  # plain JSON, as the manifest stores it
+
+    def block(key: str, of_kind: str) -> Optional[dict]:
+        """The artifact manifest's block ``key`` for an artifact of kind ``of_kind`` (plain JSON), else None."""
+        return json.loads(json.dumps(manifest[key])) if kind == of_kind and manifest.get(key) is not None else None
+
+    if kind == SELECTION_KIND and "selection" not in manifest:
+        raise ValueError(f"{cache_dir / runs.MANIFEST}: a validation grid without its \"selection\" block")
     training = manifest.get("training", {})
     entry = Entry(
         name=name, profile=profile, kind=kind, key=manifest["key"],
@@ -201,9 +250,8 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
         machine=manifest.get("machine", {}), commit=manifest.get("commit") or git_commit(),
         versions=manifest.get("versions", {}), metrics=metrics,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        transfer=json.loads(json.dumps(manifest["transfer"])) if kind == TRANSFER_KIND and "transfer" in manifest
-        else None,
-        selection=json.loads(json.dumps(manifest["selection"])) if kind == SELECTION_KIND else None, root=str(root),
+        transfer=block("transfer", TRANSFER_KIND), selection=block("selection", SELECTION_KIND),
+        scores=block("scores", SCORES_KIND), backbone=backbone, root=str(root),
     )
     return _install(root, name, entry, blobs)
 

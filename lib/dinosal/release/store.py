@@ -1,9 +1,9 @@
 """The release manifest: entries, integrity, provenance (no tensors here).
 
 ``<root>/manifest.json`` is ``{"format": 1, "entries": [...]}``, one
-:class:`Entry` per released model (kind ``"dino"`` or ``"transfer"``) or
-validation grid (kind ``"transfer_selection"``), sorted by name, replaced
-atomically.
+:class:`Entry` per released model (kind ``"dino"`` or ``"transfer"``),
+validation grid (kind ``"transfer_selection"``) or score table (kind
+``"scores"``), sorted by name, replaced atomically.
 :func:`verify` recomputes every file's sha256; :func:`compare` sets
 released metrics beside retrained ones.
 """
@@ -44,14 +44,27 @@ KIND = "dino"
 TRANSFER_KIND = "transfer"
 WEIGHTS_FILE: dict[str, str] = {KIND: BACKBONE, TRANSFER_KIND: CLASSIFIER}
 """Run-cache kind -> the file holding a released model's final weights: the
-DINO teacher's backbone, or a transfer's whole classifier (backbone and head)."""
+DINO teacher's backbone, or a transfer's whole classifier (backbone and head;
+a linear probe's: its head only, see :attr:`Entry.backbone`)."""
 SELECTION_KIND = "transfer_selection"
 SELECTION_JSON = "selection.json"
-ENTRY_FILE: dict[str, str] = {**WEIGHTS_FILE, SELECTION_KIND: SELECTION_JSON}
+SCORES_KIND = "scores"
+SCORES_CSV = "scores.csv"
+"""Kind and file of a score table (:mod:`dinosal.run_scores`, which names them
+alike: the release may not import it)."""
+TABLE_FILE: dict[str, str] = {SELECTION_KIND: SELECTION_JSON, SCORES_KIND: SCORES_CSV}
+"""The kinds released as one table and ``config.json``: no tensors, no log, no
+snapshots (the run-cache block of the same name as the kind's -- ``"selection"``,
+``"scores"`` -- is kept in the entry)."""
+ENTRY_FILE: dict[str, str] = {**WEIGHTS_FILE, **TABLE_FILE}
 """Every kind a release entry may have -> the file it cannot lack: the weights
-(:data:`WEIGHTS_FILE`), or a validation grid's table (kind
+(:data:`WEIGHTS_FILE`), a validation grid's table (kind
 ``"transfer_selection"``, :func:`dinosal.transfers.select`: ``selection.json``,
-no tensors)."""
+no tensors) or a score table (kind ``"scores"``, :mod:`dinosal.run_scores`:
+``scores.csv``, no tensors)."""
+PARENT_BACKBONE = "parent"
+"""``Entry.backbone["from"]`` of a linear probe released head-only: its frozen
+backbone is its parent's (identified by the ``parent`` of its ``config.json``)."""
 
 
 class ReleaseIntegrityError(ValueError):
@@ -75,11 +88,11 @@ class Entry:
     """One released model: a row of ``weights/manifest.json``.
 
     name: folder under the release root; profile: the profile it was
-    released for; kind: run-cache kind (``"dino"``, ``"transfer"`` or
-    ``"transfer_selection"``, see :data:`ENTRY_FILE`); key: the run-cache key
-    (16 hex digits) its config gives; files: ``{path relative to the entry
-    folder: sha256 hex}``; dtype: storage dtype of the tensors (``""``
-    for a selection: it has none); steps:
+    released for; kind: run-cache kind (``"dino"``, ``"transfer"``,
+    ``"transfer_selection"`` or ``"scores"``, see :data:`ENTRY_FILE`); key: the
+    run-cache key (16 hex digits) its config gives; files: ``{path relative to
+    the entry folder: sha256 hex}``; dtype: storage dtype of the tensors (``""``
+    for a selection or a score table: they have none); steps:
     training steps; train_seconds: wall time of the build that trained it;
     machine, versions: of the machine that trained it (``runs.machine()``,
     ``runs.versions()``); commit: ``git rev-parse HEAD`` of the code, with
@@ -92,8 +105,14 @@ class Entry:
     class_names), None for dino (then not stored, so older manifests read
     unchanged); selection: a validation grid's artifact-manifest block
     ``"selection"`` (task, mode, parent, metric, best), None for the other
-    kinds (not stored). ``root``: the release folder the entry was read from
-    (not stored).
+    kinds (not stored); scores: a score table's artifact-manifest block
+    ``"scores"`` (None for the other kinds, or a table whose artifact has none;
+    not stored); backbone: a linear probe released head-only (its weights files
+    hold the ``head.*`` tensors only, its frozen backbone is its parent's):
+    ``{"from": "parent", "sha256": digest of that backbone in the entry's
+    dtype}`` (:func:`~dinosal.release.tensors.backbone_digest`), None for a
+    whole classifier and the other kinds (not stored). ``root``: the release
+    folder the entry was read from (not stored).
     """
 
     name: str
@@ -111,6 +130,8 @@ class Entry:
     created: str
     transfer: Optional[dict] = None
     selection: Optional[dict] = None
+    scores: Optional[dict] = None
+    backbone: Optional[dict] = None
     root: Optional[str] = field(default=None, compare=False, repr=False)
 
     @property
@@ -127,12 +148,18 @@ class Entry:
         return d
 
     @property
+    def head_only(self) -> bool:
+        """Whether the entry is a linear probe released without its backbone (see ``backbone``):
+        :func:`~dinosal.release.materialise` needs the parent's backbone to rebuild it."""
+        return self.backbone is not None
+
+    @property
     def size_bytes(self) -> int:
         """Total bytes of the entry's files on disk (missing files count 0)."""
         return sum((self.folder / rel).stat().st_size for rel in self.files if (self.folder / rel).is_file())
 
 
-_OPTIONAL = ("transfer", "selection")
+_OPTIONAL = ("transfer", "selection", "scores", "backbone")
 _FIELDS = [f.name for f in dataclasses.fields(Entry) if f.name != "root" and f.name not in _OPTIONAL]
 
 
@@ -255,7 +282,7 @@ def verify(entry: Entry) -> Entry:
     match. Raises :class:`ReleaseIntegrityError` naming the first missing or
     mismatching file with the expected and actual digests, ``ValueError``
     for an entry of an unknown kind or one that lists no main file of its
-    kind (:data:`ENTRY_FILE`: weights, or a grid's table) or no config."""
+    kind (:data:`ENTRY_FILE`: weights, a grid's or a score table) or no config."""
     if entry.kind not in ENTRY_FILE:
         raise ValueError(f"{entry.folder}: release entry {entry.name!r} has kind {entry.kind!r}; "
                          f"known: {sorted(ENTRY_FILE)}")

@@ -9,6 +9,14 @@ keys, as the trainer's checkpoint under ``"model"``) and, in its header,
 what :func:`~dinosal.train.transfer.transfer_from_checkpoint` needs beside
 the tensors: the checkpoint's ``config``, ``class_names`` and ``step``; it
 is loaded exactly as the checkpoint.
+
+A linear probe is released head-only (its frozen backbone is its parent's,
+bit for bit): its files hold the ``head.*`` tensors, the same header plus
+``"backbone": {"from": "parent", "sha256": ...}`` (:func:`backbone_digest`
+of the backbone left out, in the file's dtype). :func:`rebuild_classifier`
+puts the parent's backbone back, cast to that dtype, into the very bytes a
+whole release of the classifier would have had; a head-only file is never
+loaded as it is (:func:`load_classifier` names what to do instead).
 """
 
 from __future__ import annotations
@@ -24,10 +32,14 @@ from .. import runs
 from ..models import create_vit, extract_backbone_state, load_dino_backbone, load_dino_state
 from ..train.dino import CHECKPOINT, SNAPSHOT_DIR
 from ..train.transfer import TransferCheckpoint, load_transfer, transfer_from_checkpoint
-from .store import BACKBONE, CLASSIFIER, CONFIG_JSON, DTYPES, ReleaseIntegrityError
+from .store import BACKBONE, CLASSIFIER, CONFIG_JSON, DTYPES, PARENT_BACKBONE, ReleaseIntegrityError
 
 META_KEY = "dinosal"
 """The one safetensors header entry this package writes: sorted JSON."""
+CLASSIFIER_CONTENT = "transfer classifier"
+HEAD_CONTENT = "transfer probe head"
+"""The header's ``"content"`` of a whole released classifier, and of a linear probe's head-only file."""
+BACKBONE_PREFIX = "backbone."
 
 
 def _cast(state: Mapping[str, torch.Tensor], dtype: str, source: str) -> dict[str, torch.Tensor]:
@@ -61,8 +73,12 @@ def _read_safetensors(path: Path, expected: Optional[str] = None) -> dict[str, t
 def _read_safetensors_meta(path: Path, expected: Optional[str] = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors of a safetensors file as float32 and its :data:`META_KEY` header (``{}`` if none);
     ``expected``: its sha256 (:class:`ReleaseIntegrityError`)."""
-    from safetensors.torch import load
+    state, meta = _parse_safetensors(_checked_bytes(path, expected), path)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, meta
 
+
+def _checked_bytes(path: Path, expected: Optional[str] = None) -> bytes:
+    """The bytes of ``path``; ``expected``: their sha256 (:class:`ReleaseIntegrityError`, also for a missing file)."""
     if not path.is_file():
         if expected is not None:
             raise ReleaseIntegrityError(path, expected, None)
@@ -70,13 +86,20 @@ def _read_safetensors_meta(path: Path, expected: Optional[str] = None) -> tuple[
     data = path.read_bytes()
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise ReleaseIntegrityError(path, expected, hashlib.sha256(data).hexdigest())
+    return data
+
+
+def _parse_safetensors(data: bytes, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors (as stored) and :data:`META_KEY` header (``{}`` if none) of safetensors bytes read from ``path``."""
+    from safetensors.torch import load
+
     try:
         state = load(data)
         n = int.from_bytes(data[:8], "little")
         meta = json.loads(json.loads(data[8:8 + n]).get("__metadata__", {}).get(META_KEY, "{}"))
     except Exception as err:  # noqa: BLE001 - the safetensors error names no file
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, meta
+    return state, meta
 
 
 def _read_json(path: Path) -> dict:
@@ -114,12 +137,17 @@ def _torch_teacher(path: Path) -> tuple[dict[str, torch.Tensor], Optional[int]]:
 
 
 def _expected_digest(folder: Path, rel: str) -> Optional[str]:
-    """The sha256 a materialised artifact's manifest records for ``rel``, else None."""
+    """The sha256 a materialised artifact's manifest records for ``rel`` (a file rebuilt from a head-only
+    release: the rebuilt file's, under ``"rebuilt"``; else the released file's, under ``"release"``), else None."""
     try:
-        files = runs.read_manifest(folder).get("release", {}).get("files", {})
+        manifest = runs.read_manifest(folder)
+        for block in ("rebuilt", "release"):
+            files = manifest.get(block, {}).get("files", {})
+            if isinstance(files, dict) and rel in files:
+                return files[rel]
     except (OSError, ValueError, AttributeError):
         return None
-    return files.get(rel) if isinstance(files, dict) else None
+    return None
 
 
 def _load(folder: Path, rel: str) -> torch.nn.Module:
@@ -189,11 +217,16 @@ def _folder_and_rel(path: Path) -> tuple[Path, str]:
 def _transfer_checkpoint(path: Path, expected: Optional[str] = None) -> dict:
     """The checkpoint mapping (``model``, ``config`` JSON string, ``class_names``, ``step``) of a
     transfer checkpoint or snapshot: a trainer's ``.pth`` or a released ``.safetensors`` (float32;
-    ``expected``: its sha256). Raises ``ValueError`` naming the file when it is not a transfer file."""
+    ``expected``: its sha256). Raises ``ValueError`` naming the file when it is not a transfer file,
+    or when it is a probe's head-only file (its backbone is not in it: :func:`rebuild_classifier`)."""
     if path.suffix == ".safetensors":
         state, meta = _read_safetensors_meta(path, expected)
         if not all(k in meta for k in ("config", "class_names", "step")):
             raise ValueError(f"{path}: not a released transfer file (its header lacks config, class_names or step)")
+        if "backbone" in meta:
+            raise ValueError(f"{path}: holds only the head of a linear probe, whose frozen backbone is its parent's; "
+                             "load it through dinosal.transfers.load (or dinosal.release.materialise with the "
+                             "parent's backbone), which rebuild the whole classifier")
         return {"model": state, "config": json.dumps(meta["config"], sort_keys=True),
                 "class_names": list(meta["class_names"]), "step": int(meta["step"])}
     try:
@@ -203,6 +236,52 @@ def _transfer_checkpoint(path: Path, expected: Optional[str] = None) -> dict:
     if not (isinstance(ckpt, Mapping) and all(k in ckpt for k in ("model", "config", "class_names", "step"))):
         raise ValueError(f"{path}: not a transfer checkpoint of dinosal (needs model, config, class_names, step)")
     return {k: ckpt[k] for k in ("model", "config", "class_names", "step")}
+
+
+def backbone_digest(state: Mapping[str, torch.Tensor], dtype: str) -> str:
+    """sha256 of a backbone's tensors as released in ``dtype`` (floating tensors cast): over the sorted
+    key names (timm's, or ``backbone.*`` with the prefix dropped), each tensor's dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    plain = {k[len(BACKBONE_PREFIX):] if k.startswith(BACKBONE_PREFIX) else k: v for k, v in state.items()}
+    for name, t in sorted(_cast(plain, dtype, "backbone").items()):
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _head_only_bytes(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], dtype: str, source: str) -> bytes:
+    """The head-only file of a whole probe classifier ``state`` (``backbone.*`` and ``head.*``): its
+    ``head.*`` tensors cast to ``dtype``, ``meta`` with :data:`HEAD_CONTENT` and the left-out backbone's
+    :func:`backbone_digest`."""
+    backbone = {k: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
+    head = {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+    if not backbone or not head or any(not k.startswith("head.") for k in head):
+        raise ValueError(f"{source}: not a classifier of backbone.* and head.* tensors; cannot release its head alone")
+    extra = {"content": HEAD_CONTENT, "backbone": {"from": PARENT_BACKBONE, "sha256": backbone_digest(backbone, dtype)}}
+    return _safetensors_bytes(_cast(head, dtype, source), {**meta, **extra})
+
+
+def rebuild_classifier(path: Path, backbone: Mapping[str, torch.Tensor], expected: Optional[str] = None) -> bytes:
+    """The whole released classifier file of the head-only file ``path`` (``expected``: its sha256):
+    ``backbone`` (the parent's state, timm key names, any float dtype) cast to the file's dtype as
+    ``backbone.*``, its ``head.*`` tensors and header as a whole release writes them -- the bytes
+    :func:`~dinosal.release.export_artifact` would have written for the whole classifier. The result
+    is checked to load strictly (:class:`~dinosal.models.CheckpointKeyError` for a backbone the
+    classifier's config does not describe); ``ValueError`` when ``path`` is not a head-only file."""
+    head, meta = _parse_safetensors(_checked_bytes(path, expected), path)  # head: as stored, in the file's dtype
+    if meta.get("content") != HEAD_CONTENT or "backbone" not in meta:
+        raise ValueError(f"{path}: not the head-only file of a released linear probe")
+    dtype = meta.get("dtype")
+    if dtype not in DTYPES:
+        raise ValueError(f"{path}: header dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    whole = {**{BACKBONE_PREFIX + k: v for k, v in _cast(backbone, dtype, "parent backbone").items()}, **head}
+    meta = {k: v for k, v in meta.items() if k != "backbone"}
+    out = _safetensors_bytes(whole, {**meta, "content": CLASSIFIER_CONTENT})
+    transfer_from_checkpoint({"model": {k: v.float() if v.is_floating_point() else v for k, v in whole.items()},
+                              "config": json.dumps(meta["config"], sort_keys=True),
+                              "class_names": list(meta["class_names"]), "step": int(meta["step"])},
+                             f"{path} with its parent's backbone")  # strict: the classifier its config describes
+    return out
 
 
 def load_classifier(path) -> TransferCheckpoint:
