@@ -172,3 +172,30 @@ def test_command_line_releases_the_cached_tables_and_names_the_missing(dirs, mon
 
     (entry.folder / SCORES_CSV).write_bytes(TABLE + b"2,0.5,1,0.25\n")
     assert release_main(["verify"]) == 1 and "scores.csv" in capsys.readouterr().out
+
+
+def test_withdraw_removes_only_what_the_entry_lists_and_never_a_changed_file(dirs):
+    _, root = dirs
+    entry = release.export_artifact(_table(), NAME, "smoke")
+    other = release.export_artifact(_table(ScoreKeyForTest("fedcba9876543210", 2)), "other__scores", "smoke")
+    (entry.folder / "notes.txt").write_text("somebody's file")
+    gone = release.withdraw(NAME)
+    assert gone.name == NAME and [e.name for e in release.entries()] == ["other__scores"]
+    assert _files(entry.folder) == {"notes.txt": b"somebody's file"}  # a file it did not write stays
+    (other.folder / SCORES_CSV).write_bytes(b"edited by hand\n")
+    with pytest.raises(ReleaseIntegrityError):
+        release.withdraw("other__scores")
+    assert (other.folder / SCORES_CSV).is_file() and [e.name for e in release.entries()] == ["other__scores"]
+    with pytest.raises(KeyError, match="nosuch"):
+        release.withdraw("nosuch")
+
+
+def test_every_cpu_score_table_of_the_study_is_released_with_its_current_key(monkeypatch):
+    """A change to a run or to the scoring without its re-released tables fails here (as for the models)."""
+    monkeypatch.delenv(release.WEIGHTS_ENV, raising=False)
+    released = {e.name: e for e in release.entries("cpu") if e.kind == SCORES_KIND}
+    tables = run_scores.catalogue("cpu")
+    assert len(tables) == len(run_scores.study_runs("cpu"))
+    for name, path in tables:
+        assert name in released, f"{name}: not released (python -m dinosal.cli scores, then make release)"
+        assert released[name].key == path.name, f"{name}: released under another key; score it again"

@@ -33,9 +33,15 @@ checkpoints (:mod:`dinosal.release`):
   tables, not the candidates; one missing is named and skipped: ``transfers
   --select`` runs them), then the score tables of
   ``dinosal.run_scores.catalogue(profile)`` the run cache holds (one missing
-  is named and skipped); snapshots as ``zoo.release_snapshots`` /
+  is named and skipped); ``--prune`` withdraws the profile's entries that no
+  catalogue lists any more (``release.withdraw``: sha256 checked first);
+  snapshots as ``zoo.release_snapshots`` /
   ``transfers.release_snapshots`` decide; the total size is printed against
   :data:`SIZE_BUDGET_BYTES`;
+* ``scores [--profile cpu] [--available-only] [--threads N]``: score every
+  run of the findings chapter (``dinosal.run_scores.study_runs``) into the
+  run cache, training a run that is not trained yet unless
+  ``--available-only``;
 * ``verify [--profile P]``: check the sha256 of every released file (exit 1
   on a mismatch), and name each head-only probe whose DINO parent is not
   released (loading it would train the parent);
@@ -269,6 +275,16 @@ def _release(args) -> int:
     if unscored:
         print(f"{len(unscored)} of {len(tables)} score tables not in the run cache, not released: "
               f"{', '.join(unscored)}")
+    catalogued = {n for cat in (_catalogue(args.profile, None), transfers.catalogue(args.profile),
+                                transfers.selection_catalogue(args.profile), run_scores.catalogue(args.profile))
+                  for n, _ in cat}
+    stale = [e.name for e in release.entries(args.profile) if e.name not in catalogued]
+    for name in stale if args.prune else ():
+        release.withdraw(name)
+        tqdm.write(f"{name}: in no catalogue of {args.profile}; withdrawn")
+    if stale and not args.prune:
+        print(f"{len(stale)} released entries of {args.profile} are in no catalogue (--prune withdraws them): "
+              f"{', '.join(stale)}")
     everything = release.entries()
     total = sum(e.size_bytes for e in everything)
     print(f"{release.release_root()}: {len(everything)} entries, {total / 1e6:.1f} MB"
@@ -308,6 +324,30 @@ def _released_parent(entry) -> Optional[str]:
         return None
     parent = json.loads((entry.folder / release.CONFIG_JSON).read_text()).get("parent", {})
     return parent.get("identity", {}).get("key") if parent.get("kind") == "dino" else None
+
+
+def _scores(args) -> int:
+    from tqdm.auto import tqdm
+
+    from . import run_scores
+    from .config import profile_params
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    P = profile_params("findings", args.profile)
+    todo = [r for r in run_scores.study_runs(args.profile, P)
+            if not run_scores.is_cached(r.spec, args.profile, P.n_eval, P.eval_size, P.k, P.tau, P.data_root)]
+    if args.available_only:
+        waiting = [r.release_name for r in todo if not run_scores.model_available(r.spec)]
+        todo = [r for r in todo if r.release_name not in set(waiting)]
+        if waiting:
+            print(f"{len(waiting)} runs are neither in the run cache nor released, not scored: {', '.join(waiting)}")
+    for r in tqdm(todo, desc=f"score tables of {args.profile}", unit="run"):
+        table = run_scores.scores(r.spec, args.profile, P.n_eval, P.eval_size, P.k, P.tau, P.data_root)
+        tqdm.write(f"{r.release_name}: {len(table)} scenes scored")
+    return 0
 
 
 def _transfers(args) -> int:
@@ -360,6 +400,8 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
     r = sub.add_parser("release", help="write the release folder and manifest from the run cache: DINO models, "
                                        "transfers (a linear probe: its head only), validation grids, score tables")
     r.add_argument("--from-cache", action="store_true", help="take the models from the run cache (the only source)")
+    r.add_argument("--prune", action="store_true", help="withdraw the profile's released entries that no catalogue "
+                   "lists any more (their files are checked against their sha256 first)")
     r.add_argument("--dtype", default=None, choices=sorted(release.DTYPES),
                    help=f"dtype of the released tensors (default: the entry's own when it was released before, "
                         f"else {release.DEFAULT_DTYPE})")
@@ -381,10 +423,16 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--data-root", default=None, help="paper: the folder holding bdd100k/ and stanford_cars/")
     t.add_argument("--threads", type=int, default=None,
                    help="torch threads of each run (run control, no key change; 1 on a busy small CPU)")
+    c = sub.add_parser("scores", help="score every run of the findings chapter into the run cache (the tables "
+                                      "make release publishes; a run not trained yet is trained first)")
+    c.add_argument("--profile", default="cpu", help="profile whose runs are scored (default: cpu)")
+    c.add_argument("--available-only", action="store_true",
+                   help="skip the runs whose model is neither in the run cache nor released (train nothing)")
+    c.add_argument("--threads", type=int, default=None, help="torch threads (1 on a busy small CPU)")
     args = ap.parse_args(argv)
     try:
         return {"weights": _weights, "release": _release, "verify": _verify,
-                "transfers": _transfers}[args.command](args)
+                "transfers": _transfers, "scores": _scores}[args.command](args)
     except (_CliError, release.ReleaseIntegrityError, FileExistsError, FileNotFoundError) as err:
         print(f"{RELEASE_PROG} {args.command}: error: {err}", file=sys.stderr)
         return 1

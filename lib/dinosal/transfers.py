@@ -543,26 +543,24 @@ def _chapter_runs(profile: str) -> tuple[list[str], list[Optional[int]], list[in
     return run_names, list(P.parent_seeds) if P.parent_seeds else [None], list(P.seeds), chosen
 
 
-PILOT_SEEDS = {"cpu": {"dino_world__bce_driving": (2, 3, 4)}}
-"""Profile -> arm -> transfer seeds beyond the chapter's: the pre-registered pilot (5 seeds of one arm)."""
-
-
 def catalogue(profile: str) -> list[tuple[str, TransferSpec]]:
-    """Every transfer model of the study of ``profile``, as ``(release name, TransferSpec)``: those the
-    transfer chapter trains with its default parameters -- each arm fine-tuned, then its probe
+    """Every transfer model ``make release`` publishes for ``profile``, as ``(release name, TransferSpec)``:
+    those the transfer chapter trains with its default parameters -- each arm fine-tuned, then its probe
     (:func:`names`), for every parent seed (None: the recipe's own) and transfer seed of
-    :class:`~dinosal.profiles.TransferParams` (``TRANSFER_TABLE``) --, then each arm for every extra
-    pretraining seed its parent releases (``DinoRecipe.release_seeds``), then the pilot's extra seeds
-    (:data:`PILOT_SEEDS`), all with the lr and epochs the chapter uses (:func:`_chapter_runs`). Names:
-    :func:`release_name`. Transfers on real data (the paper's tasks) are left out: they cannot be
-    released from here (as :func:`dinosal.zoo.catalogue`). This is what ``make release`` publishes when
-    the run cache holds it."""
+    :class:`~dinosal.profiles.TransferParams` (``TRANSFER_TABLE``) --, then the findings chapter's arms
+    that its figure draws and the transfer chapter does not (parent and transfer seed 0: the box-supervised
+    fine-tune), all with the lr and epochs the chapter uses (:func:`_chapter_runs`). Names:
+    :func:`release_name`. The study's other runs (more pretraining and transfer seeds, controls, knob levels)
+    are released as score tables only (:func:`dinosal.run_scores.catalogue`), as the release budget asks of
+    sweeps; ``python -m dinosal.cli transfers`` retrains any of them. Transfers on real data (the paper's
+    tasks) are left out: they cannot be released from here (as :func:`dinosal.zoo.catalogue`)."""
+    from .config import profile_params
+
     run_names, parent_seeds, seeds, chosen = _chapter_runs(profile)
-    out, todo = [], list(itertools.product(run_names, parent_seeds, seeds))
-    for name in run_names:  # the study: every arm over each released pretraining seed of its parent
-        r = zoo.recipe(parse(name)[0], profile) if parse(name)[0] != "random" else None
-        todo += [(name, ps, seed) for ps in (r.release_seeds if r else ()) for seed in seeds]
-    todo += [(name, None, seed) for name, extra in PILOT_SEEDS.get(profile, {}).items() for seed in extra]
+    todo = list(itertools.product(run_names, parent_seeds, seeds))
+    shown = [n for n in profile_params("findings", profile).arms if n not in run_names]
+    todo += [(n, None, 0) for n in shown]
+    out = []
     for name, ps, seed in todo:
         _, task_name, mode = parse(name)
         if task(task_name, profile).data not in ("driving", "vehicles"):

@@ -52,7 +52,7 @@ the ``config`` of the run-cache manifest, so it gives back the run-cache key
 (``arch``, ``patch``, ``img_size``, ``pos_interp``).
 
 API: :func:`export_artifact` (cache artifact -> release entry),
-:func:`entries` / :func:`find` (read the manifest), :func:`verify` (sha256 of
+:func:`entries` / :func:`find` (read the manifest), :func:`withdraw` (remove an entry this release wrote), :func:`verify` (sha256 of
 every file; :class:`ReleaseIntegrityError` names a corrupted or missing
 file -- never a silent retrain), :func:`materialise` (release entry -> run
 cache artifact, through :func:`dinosal.runs.cached`; a head-only probe with its parent's
@@ -105,6 +105,7 @@ from .store import (
     release_root,
     sha256_file,
     verify,
+    withdraw,
 )
 from .tensors import (
     backbone_digest,
@@ -121,7 +122,7 @@ __all__ = [
     "CONFIG_JSON", "TRANSFER_KIND", "SELECTION_KIND", "SELECTION_JSON", "SCORES_KIND", "SCORES_CSV", "TABLE_FILE",
     "ENTRY_FILE", "WEIGHTS_FILE", "PARENT_BACKBONE", "Entry", "ReleaseIntegrityError", "release_root", "entries",
     "find",
-    "export_artifact", "verify", "materialise", "load_backbone", "load_snapshot", "snapshot_paths",
+    "export_artifact", "verify", "withdraw", "materialise", "load_backbone", "load_snapshot", "snapshot_paths",
     "load_artifact_backbone", "load_classifier", "load_artifact_classifier", "compare", "sha256_file", "git_commit",
     "backbone_digest",
 ]

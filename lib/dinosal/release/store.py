@@ -277,6 +277,27 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def withdraw(name: str, root=None) -> Entry:
+    """Remove the released entry ``name``: its listed files (each checked against its sha256 first, so a
+    file somebody changed is never deleted: :class:`ReleaseIntegrityError`), its folder when that leaves it
+    empty, and its manifest row. Files the entry does not list stay where they are. Returns the removed
+    entry; ``KeyError`` for a name that is not released."""
+    root = _root(root)
+    with _folder_lock(root):
+        rows = _read_manifest(root)
+        entry = next((e for e in rows if e.name == name), None)
+        if entry is None:
+            raise KeyError(f"{root / MANIFEST}: no released entry {name!r}")
+        verify(entry)
+        for rel in sorted(entry.files, key=lambda r: -r.count("/")):
+            (entry.folder / rel).unlink()
+        for folder in sorted({(entry.folder / rel).parent for rel in entry.files}, key=lambda f: -len(f.parts)):
+            if folder != root and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        _write_manifest(root, [e for e in rows if e.name != name])
+    return entry
+
+
 def verify(entry: Entry) -> Entry:
     """Recompute the sha256 of every file of ``entry``; returns it when all
     match. Raises :class:`ReleaseIntegrityError` naming the first missing or
