@@ -432,3 +432,16 @@ def test_outline_draws_the_border_of_a_mask():
     segs = [np.asarray(s) for s in lines.get_segments()]
     assert len(segs) == 8, "a 2 x 2 block has 8 unit edges on its border"
     assert {tuple(p) for s in segs for p in s} <= {(x, y) for x in (8, 16, 24) for y in (8, 16, 24)}
+
+
+def test_interval_word_reads_an_interval_against_the_margin():
+    m = 0.14
+    assert viz.interval_word(-0.1, 0.12, m) == "within the margin"
+    assert viz.interval_word(0.05, 0.4, m) == "higher"  # above 0 although it starts inside the margin
+    assert viz.interval_word(-0.5, -0.2, m) == "lower"
+    assert viz.interval_word(-0.3, 0.2, m) == "not distinguishable from no change"
+    assert viz.interval_word(float("nan"), 0.2, m, missing="not measured") == "not measured"
+    with pytest.raises(ValueError, match="finite"):
+        viz.interval_word(float("nan"), 0.2, m)
+    with pytest.raises(ValueError, match="low"):
+        viz.interval_word(0.3, 0.2, m)

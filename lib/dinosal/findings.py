@@ -41,7 +41,7 @@ from .parts import MEASURABLE_MAX
 from .transfer_sets import OA_MARGIN, RATIO_MARGIN
 
 __all__ = ["Claim", "claims", "collect", "rm", "log2_rm", "oa", "pair_table", "effect_of", "decide", "knob_effect",
-           "changes", "CLAIM_MAP", "RUN_LEVELS"]
+           "changes", "per_seed", "mass_ratio_table", "CLAIM_MAP", "RUN_LEVELS"]
 
 CLAIM_MAP = "inverse degree"
 """The map every claim is judged on (the paper's degree panel, book/preregistration.md)."""
@@ -61,8 +61,9 @@ def collect(runs: Sequence, profile: str, P, progress: Optional[Callable] = None
     parts = []
     for r in wrap(runs, desc="score tables", unit="run"):
         t = run_scores.scores(r.spec, profile, P.n_eval, P.eval_size, P.k, P.tau, P.data_root)
-        parts.append(t.assign(model=r.name, role=r.role, pretrain_seed=int(r.pretrain_seed),
-                              transfer_seed=-1 if r.transfer_seed is None else int(r.transfer_seed)))
+        meta = pd.DataFrame({"model": r.name, "role": r.role, "pretrain_seed": int(r.pretrain_seed),
+                             "transfer_seed": -1 if r.transfer_seed is None else int(r.transfer_seed)}, index=t.index)
+        parts.append(pd.concat([t, meta], axis=1))
     if not parts:
         raise ValueError("runs is empty")
     return pd.concat(parts, ignore_index=True)
@@ -88,6 +89,15 @@ def oa(df: pd.DataFrame, kind: str = CLAIM_MAP) -> float:
     """The pre-registered overall activation: the mean over rows of the per-image OA (NaN rows skipped)."""
     v = df[f"oa|{kind}"].to_numpy(dtype=float)
     return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def mass_ratio_table(study: pd.DataFrame, models: Sequence[str], parts: Sequence[str], kind: str = CLAIM_MAP,
+                     extra: Optional[Mapping[str, pd.DataFrame]] = None) -> pd.DataFrame:
+    """Models x parts table of :func:`rm` (each model pooled over all of its runs and scenes), rows in the order
+    of ``models``, then the tables of ``extra`` (name -> a score table, e.g. a reader's checkpoint)."""
+    tables = {m: study[study.model == m] for m in models}
+    tables.update(extra or {})
+    return pd.DataFrame({m: {p: rm(t, p, kind) for p in parts} for m, t in tables.items()}).T
 
 
 def _value(df: pd.DataFrame, part: Optional[str], kind: str = CLAIM_MAP) -> float:
@@ -236,6 +246,23 @@ def decide(study: pd.DataFrame, rows: Sequence[Claim], n_resamples: int = 2000, 
                         "value a": boots[c.id]["a"].estimate, "value b": boots[c.id]["b"].estimate,
                         **row, "q_max": q[c.id]})
     return pd.DataFrame(out).set_index("claim")
+
+
+def per_seed(study: pd.DataFrame, rows: Sequence[Claim]) -> pd.DataFrame:
+    """Each claim's effect computed on one pretraining seed at a time (no resampling): the spread the
+    bootstrap's top level sees. Columns ``claim, pretrain_seed, effect``; a claim between two pretrained
+    models (claim 1) pairs their seeds by number, which means nothing in common: it is left out."""
+    out = []
+    for c in rows:
+        if not {c.a, c.b} <= set(study.model):
+            continue
+        table, strata = pair_table(study, c.a, c.b)
+        if strata is not None:
+            continue
+        for ps, d in table.groupby("pretrain_seed"):
+            out.append({"claim": c.id, "pretrain_seed": int(ps),
+                        "effect": _value(d[d.model == c.b], c.part) - _value(d[d.model == c.a], c.part)})
+    return pd.DataFrame(out, columns=["claim", "pretrain_seed", "effect"])
 
 
 # ---------------------------------------------------------------- claim 4: the knobs

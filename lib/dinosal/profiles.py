@@ -453,8 +453,9 @@ class FindingsParams:
                                                     "released ones)", min=0)
     claim_seeds: list[int] = param([0, 1, 2, 3], "transfer seeds of the claims' arms (the pilot's rule raised "
                                                  "them to 4)", min=0)
-    control_seeds: list[int] = param([0, 1], "transfer seeds of the controls (the exposure control: the first)",
-                                     min=0)
+    scratch_seeds: list[int] = param([0, 1], "transfer seeds of the arms from DINO from scratch (claim 2 measured "
+                                             "from that parent, a second family)", min=0)
+    control_seeds: list[int] = param([0], "transfer seeds of the controls", min=0)
     knob_seeds: list[int] = param([0], "transfer seeds of the knob levels", min=0)
     n_eval: int = param(200, "test driving scenes with an object (pre-registered: 200)", min=1)
     eval_size: int = param(128, "px of the scenes the maps are computed on (pre-registered: 128)",
@@ -463,9 +464,9 @@ class FindingsParams:
     tau: float = param(0.2, "TokenCut's graph threshold", gt=0, lt=1)
     n_show: int = param(6, "pre-registered scenes in the figures (pre-registered: 6)", min=1)
     n_boot: int = param(2000, "hierarchical bootstrap resamples (pre-registered: 2000)", min=10)
-    checkpoint: Optional[str] = param(None, "a DINO checkpoint of yours (main_dino's checkpoint.pth, a timm "
-                                            "state dict or safetensors): its maps are scored and drawn beside the "
-                                            "pretrained models")
+    checkpoint: Optional[str] = param(None, "a DINO checkpoint file of yours (main_dino's checkpoint.pth or a "
+                                            "backbone state dict, read by dinosal.models.load_dino_backbone): its "
+                                            "maps are scored and drawn beside the pretrained models")
     threads: Optional[int] = param(None, "torch threads (None: torch's default)", min=1)
     data_root: Optional[str] = param(None, "paper: folder holding bdd100k/ (input only; None: $DINOSAL_DATA)")
     out_dir: Optional[str] = param(None, "folder for the chapter's CSV files (None: _build/findings/<profile> "
@@ -474,7 +475,7 @@ class FindingsParams:
     def __post_init__(self):
         require(len(self.pretrained) >= 2, "pretrained", self.pretrained,
                 "the paper's pretrained DINO first, then at least dino_driving")
-        for name in ("claim_seeds", "control_seeds", "knob_seeds"):
+        for name in ("claim_seeds", "scratch_seeds", "control_seeds", "knob_seeds"):
             seeds = getattr(self, name)
             require(len(seeds) >= 1 and len(set(seeds)) == len(seeds), name, seeds, "one or more distinct seeds")
         for p in sorted(_patches(self.profile, None)):
@@ -482,14 +483,14 @@ class FindingsParams:
 
 
 FINDINGS_TABLE: dict[str, dict] = {
-    "smoke": dict(claim_seeds=[0, 1], control_seeds=[0], n_eval=6, eval_size=48, k=10, n_show=2, n_boot=50,
+    "smoke": dict(claim_seeds=[0, 1], n_eval=6, eval_size=48, k=10, n_show=2, n_boot=50,
                   knobs=[k for k in _KNOB_RUNS if k != "dino_world__bce_driving_tree_ped_050"]),
     "cpu": dict(threads=2),
     "paper": dict(pretrained=["dino_official", "dino_driving"],
                   arms=["dino_official__bce_driving", "dino_official__ce_vehicles", "dino_driving__bce_driving"],
                   controls=["dino_official__bce_driving_shuffled", "dino_official__bce_vehicles",
                             "dino_official__dense_driving", "dino_official__box_driving", "random__bce_driving"],
-                  knobs=[], claim_seeds=[0, 1], control_seeds=[0], n_eval=500, eval_size=480),
+                  knobs=[], claim_seeds=[0, 1], n_eval=500, eval_size=480),
 }
 
 

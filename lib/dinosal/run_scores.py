@@ -62,7 +62,7 @@ from .localisation import MethodMaps, kind_map, run_methods, score
 from .parts import part_scores, positive_share, regions_of
 
 __all__ = ["SCORES_KIND", "SCORES_CSV", "SCORE_VERSION", "KINDS", "TRANSFORMS", "RANKED_PARTS", "ScoreKey",
-           "score_maps", "Run", "scores", "is_cached", "model_available", "manifest_block", "study_runs", "catalogue", "test_set"]
+           "score_maps", "Run", "backbone", "scores", "is_cached", "model_available", "manifest_block", "study_runs", "catalogue", "test_set"]
 
 SCORES_KIND = "scores"
 """Run-cache and release kind of a score table."""
@@ -183,7 +183,10 @@ def _identity(spec) -> tuple[str, Any]:
                       "seed": d.seed}
 
 
-def _backbone(spec) -> torch.nn.Module:
+def backbone(spec) -> torch.nn.Module:
+    """The backbone (eval mode) whose maps a run's table scores: a zoo model's teacher, a transfer's
+    backbone, the exposure control's teacher, or a random init (``spec``: see :attr:`Run.spec`); resolved
+    through the run cache, the release, or training."""
     if isinstance(spec, zoo.TrainSpec):
         return release.load_artifact_backbone(zoo.train_cached(spec)).eval()
     if isinstance(spec, transfers.ExposureSpec):
@@ -252,8 +255,7 @@ def scores(spec, profile: str, n: int = 200, size: int = 128, k: int = 100, tau:
 
     def build(tmp: Path) -> dict:
         _, scenes, truths = test_set(profile, n, size, data_root)
-        backbone = _backbone(spec)
-        maps = run_methods(backbone, [s.image for s in scenes], k=k, tau=tau)
+        maps = run_methods(backbone(spec), [s.image for s in scenes], k=k, tau=tau)
         table = score_maps(maps, truths)
         names = scenes[0].class_names
         table = table.assign(**{f"label|{c}": [float(j in set(map(int, x.labels))) for x in scenes]
@@ -328,8 +330,8 @@ def study_runs(profile: str, P=None) -> list[Run]:
     """Every run the findings chapter scores with parameters ``P`` (default: the profile's
     :class:`~dinosal.profiles.FindingsParams`): the pretrained models (``dino_world``, ``dino_driving``
     over their released pretraining seeds, the random init), the claims' arms (fine-tuned) over the parent
-    seeds x ``P.claim_seeds``, the controls over ``P.control_seeds`` (the exposure control: its first
-    seed) and the knob levels over ``P.knob_seeds``."""
+    seeds x ``P.claim_seeds`` (the arms from DINO from scratch, ``P.pretrained[1]``: ``P.scratch_seeds``),
+    the controls over ``P.control_seeds`` and the knob levels over ``P.knob_seeds``."""
     from .config import profile_params
 
     P = P or profile_params("findings", profile)
@@ -353,10 +355,9 @@ def study_runs(profile: str, P=None) -> list[Run]:
                 ts = zoo.train_spec(r, **({"seed": ps} if ps else {}))
                 out.append(Run(m, "pretrained", ps, None, ts, _name(m, ps, None)))
     for name in P.arms:
-        add(name, "arm", P.claim_seeds)
+        add(name, "arm", P.scratch_seeds if transfers.parse(name)[0] == P.pretrained[1] else P.claim_seeds)
     for name in P.controls:
-        dino = transfers.control(transfers.parse(name)[1], profile)
-        add(name, "control", P.control_seeds[:1] if dino is not None and dino.dino else P.control_seeds)
+        add(name, "control", P.control_seeds)
     for name in P.knobs:
         add(name, "knob", P.knob_seeds)
     return out

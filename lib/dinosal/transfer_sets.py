@@ -346,14 +346,14 @@ def scene_truth(scene) -> GroundTruth:
     return GroundTruth(truth.boxes, truth.objects, {**truth.parts, "vehicles": vehicles, "background": background})
 
 
-def output_dir(profile: str, out_dir=None) -> Path:
+def output_dir(profile: str, out_dir=None, chapter: str = "transfer") -> Path:
     """The folder a chapter writes its CSV files to (created): ``out_dir``, else
-    ``_build/transfer/<profile>`` of the checkout this library lives in, else of the working folder."""
+    ``_build/<chapter>/<profile>`` of the checkout this library lives in, else of the working folder."""
     if out_dir:
         folder = Path(out_dir)
     else:
         repo = Path(__file__).resolve().parents[2]
         base = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
-        folder = base / "_build" / "transfer" / profile
+        folder = base / "_build" / chapter / profile
     folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -28,7 +28,8 @@ semantic masks, one distinct colour per index from :func:`categorical_colours`) 
 tables of scores :data:`TABLE_CMAP` (drawn by :func:`styled_table`, which
 shows a missing value as :data:`MISSING` on the page's own background). Rows of a panel grid are named by
 :func:`row_label` (horizontal, at least :data:`LABEL_SIZE` pt), and words that
-compare two numbers in computed prose come from :func:`compare_word`.
+compare two numbers in computed prose come from :func:`compare_word` (an interval
+against a margin: :func:`interval_word`).
 
 :func:`source_of` and :func:`show_source` display the library's own code in
 a chapter (BOOK.md: never a retyped copy), optionally with the module's
@@ -76,6 +77,7 @@ __all__ = [
     "LABEL_SIZE",
     "row_label",
     "compare_word",
+    "interval_word",
     "MISSING",
     "styled_table",
     "PAGE_CHARS",
@@ -459,6 +461,31 @@ def compare_word(a: float, b: float, tol: float,
         raise ValueError(f"words holds (above, within, below), got {words!r}")
     d = a - b
     return words[0] if d > tol else words[2] if d < -tol else words[1]
+
+
+def interval_word(low: float, high: float, margin: float,
+                  words: Sequence[str] = ("higher", "within the margin", "lower", "not distinguishable from no change"),
+                  missing: Optional[str] = None) -> str:
+    """The word for an effect's confidence interval ``[low, high]`` against a margin of no meaningful change.
+
+    ``words[1]`` when the whole interval lies inside ``[-margin, +margin]``, ``words[0]`` when it lies
+    above 0, ``words[2]`` when it lies below 0, ``words[3]`` otherwise (it holds 0 but reaches past the
+    margin). A NaN bound returns ``missing`` when it is given and raises ``ValueError`` otherwise.
+    """
+    low, high, margin = float(low), float(high), float(margin)
+    if not np.isfinite(margin) or margin < 0:
+        raise ValueError(f"margin must be finite and >= 0, got {margin}")
+    if len(words) != 4:
+        raise ValueError(f"words holds (above, within, below, unclear), got {words!r}")
+    if not (np.isfinite(low) and np.isfinite(high)):
+        if missing is not None:
+            return missing
+        raise ValueError(f"interval_word needs finite bounds, got {low} and {high}")
+    if low > high:
+        raise ValueError(f"low must not exceed high, got [{low}, {high}]")
+    if -margin <= low and high <= margin:
+        return words[1]
+    return words[0] if low > 0 else words[2] if high < 0 else words[3]
 
 
 # ---------------------------------------------------------------- training logs
