@@ -141,3 +141,30 @@ def test_score_maps_columns_and_conservation():
         run_scores.score_maps([maps_of_features(feats, grid, patch, size, k=5, tau=None)], [truth], kinds=("TokenCut",))
     with pytest.raises(ValueError, match="2 images"):
         run_scores.score_maps([m, m], [truth])
+
+
+def test_the_study_runs_follow_the_findings_parameters():
+    from dinosal import transfers
+    from dinosal.config import profile_params
+    from dinosal.profiles import KNOBS
+
+    P = profile_params("findings", "cpu")
+    runs = run_scores.study_runs("cpu", P)
+    names = [r.release_name for r in runs]
+    assert len(names) == len(set(names)) and all(n.endswith("__scores") for n in names)
+    by = {}
+    for r in runs:
+        by.setdefault(r.name, set()).add((r.pretrain_seed, r.transfer_seed))
+    assert by["dino_world"] == {(0, None), (1, None), (2, None)} and by["dino_driving"] == {(0, None), (1, None), (2, None)}
+    assert by["dino_world__bce_driving"] == {(p, s) for p in (0, 1, 2) for s in P.claim_seeds}
+    assert by["dino_driving__bce_driving"] == {(p, s) for p in (0, 1, 2) for s in P.scratch_seeds}
+    for kid, knob in KNOBS.items():  # every knob level is a scored run, or the arm itself
+        for task, values in knob.levels:
+            assert f"dino_world__{task}" in by, (kid, task)
+            assert set(values) <= {"tree", "lane_marking"}
+    keys = {run_scores.catalogue("cpu")[i][1].name for i in range(len(runs))}
+    assert len(keys) == len(runs)  # one table per run
+    assert run_scores.catalogue("paper") == []
+    # a run's table is keyed by its model: two seeds of one arm never share a table
+    a = [r for r in runs if r.name == "dino_world__bce_driving"][:2]
+    assert transfers.model_key(a[0].spec) != transfers.model_key(a[1].spec)

@@ -37,15 +37,6 @@ class ScoreKeyForTest:
 KEY = ScoreKeyForTest("0123456789abcdef", 2)
 
 
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    """``(run cache, release folder)``, both empty."""
-    cache, root = tmp_path / "cache", tmp_path / "weights"
-    monkeypatch.setenv(runs.CACHE_ENV, str(cache))
-    monkeypatch.setenv(release.WEIGHTS_ENV, str(root))
-    return cache, root
-
-
 def _table(key=KEY, block=BLOCK, table=TABLE):
     """The run-cache artifact of a score table: ``scores.csv`` and, unless None, a ``"scores"`` block."""
     def build(tmp):

@@ -28,15 +28,6 @@ def _no_grid(s):
     pytest.fail("ran the grid although its table is cached or released")
 
 
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    """``(run cache, release folder)``, both empty."""
-    cache, root = tmp_path / "cache", tmp_path / "weights"
-    monkeypatch.setenv(runs.CACHE_ENV, str(cache))
-    monkeypatch.setenv(release.WEIGHTS_ENV, str(root))
-    return cache, root
-
-
 def _files(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 

@@ -25,18 +25,28 @@ SNAP_STEPS = (0, 2, 4)  # the smoke fine-tune's snapshot_steps
 SNAPSHOTS = [f"snapshots/step_{s:06d}.safetensors" for s in SNAP_STEPS]
 
 
+def _smoke_spec(name: str):
+    return transfers.spec(name, "smoke", seed=SEED, progress=False, threads=1)
+
+
 def _spec():
-    return transfers.spec(NAME, "smoke", seed=SEED, progress=False, threads=1)
+    return _smoke_spec(NAME)
+
+
+def _train_in_a_fresh_cache(tmp_path_factory, name: str, with_parent: bool = False):
+    """``(parent artifact or None, transfer artifact)`` trained into a new run cache, with no release."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(runs.CACHE_ENV, str(cache))
+        mp.setenv(release.WEIGHTS_ENV, str(cache / "no-release"))
+        parent = zoo.train_cached(zoo.train_spec(zoo.recipe("dino_world", "smoke"), progress=False)) if with_parent else None
+        return parent, transfers.train_cached(_smoke_spec(name))
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The cache artifact of the smoke ``random__ce_vehicles`` fine-tune, seed 0."""
-    cache = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(runs.CACHE_ENV, str(cache))
-        mp.setenv(release.WEIGHTS_ENV, str(cache / "no-release"))
-        path = transfers.train_cached(_spec())
+    path = _train_in_a_fresh_cache(tmp_path_factory, NAME)[1]
     assert (path / CHECKPOINT).is_file() and (path / LOG_CSV).is_file()
     return path
 
@@ -228,18 +238,13 @@ PROBE_RELEASED = f"{PROBE}__s{SEED}"
 
 
 def _probe_spec():
-    return transfers.spec(PROBE, "smoke", seed=SEED, progress=False, threads=1)
+    return _smoke_spec(PROBE)
 
 
 @pytest.fixture(scope="module")
 def probe_trained(tmp_path_factory):
     """``(parent artifact, probe artifact)``: the smoke dino_world and its ce_vehicles probe, seed 0."""
-    cache = tmp_path_factory.mktemp("probe-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(runs.CACHE_ENV, str(cache))
-        mp.setenv(release.WEIGHTS_ENV, str(cache / "no-release"))
-        parent = zoo.train_cached(zoo.train_spec(zoo.recipe("dino_world", "smoke"), progress=False))
-        probe = transfers.train_cached(_probe_spec())
+    parent, probe = _train_in_a_fresh_cache(tmp_path_factory, PROBE, with_parent=True)
     assert (probe / CHECKPOINT).is_file() and runs.read_manifest(probe)["transfer"]["mode"] == "probe"
     return parent, probe
 
