@@ -204,7 +204,7 @@ def degree_kind(inverse_degrees: Sequence, low: float = 1.0, high: float = 99.0)
     hi = max(hi, lo * 1.0001)
     return PanelKind(
         name="inverse degree",
-        label="degree: positive links\n(colour 1/(deg+1), log)",
+        label="degree (log)",
         rule=(f"1/(deg+1) on one log scale for all models and images, clipped at the pooled {low:g}th and "
               f"{high:g}th percentiles"),
         cmap=CMAP,
@@ -227,7 +227,7 @@ def composite_kind(degree: PanelKind) -> PanelKind:
 
 CORRELATION = PanelKind(
     name="correlation",
-    label="M / p99 |M| (per map)",
+    label="M / p99|M|",
     rule="per map: M over the 99th percentile of |M|, clipped to [-1, 1]; white = 0, LOST's threshold",
     cmap=DIVERGING_CMAP,
     norm=mcolors.Normalize(-1.0, 1.0),
