@@ -227,8 +227,10 @@ def decide(study: pd.DataFrame, rows: Sequence[Claim], n_resamples: int = 2000, 
            alpha: float = 0.05) -> pd.DataFrame:
     """Every claim row measured and decided, Holm within each family: one row per claim with the paper's
     words, the quantity, both models' values, the effect with its CI, the p-values and the verdict
-    (:func:`dinosal.stats.claims_table`), and ``q_max`` (the larger measurability share of the two
-    models; above 0.95 the verdict is "not measurable"). Rows whose models were not scored are left out."""
+    (:func:`dinosal.stats.claims_table`), ``q_max`` (the larger measurability share of the two
+    models; above 0.95 the verdict is "not measurable") and ``resampled`` (the units of each level the
+    bootstrap drew, e.g. ``"3 pretrain_seed, 12 transfer_seed, 2400 image"``; a level with one unit is
+    not resampled). Rows whose models were not scored are left out."""
     out = []
     present = set(study.model)
     for family in dict.fromkeys(c.family for c in rows):
@@ -244,7 +246,8 @@ def decide(study: pd.DataFrame, rows: Sequence[Claim], n_resamples: int = 2000, 
             row = table.loc[c.id].to_dict()
             out.append({"claim": c.id, "family": family, "the paper says": c.paper, "quantity": c.quantity,
                         "value a": boots[c.id]["a"].estimate, "value b": boots[c.id]["b"].estimate,
-                        **row, "q_max": q[c.id]})
+                        **row, "q_max": q[c.id],
+                        "resampled": ", ".join(f"{n} {lvl}" for lvl, n in boots[c.id]["effect"].n_units.items())})
     return pd.DataFrame(out).set_index("claim")
 
 
