@@ -168,3 +168,11 @@ def test_the_study_runs_follow_the_findings_parameters():
     # a run's table is keyed by its model: two seeds of one arm never share a table
     a = [r for r in runs if r.name == "dino_world__bce_driving"][:2]
     assert transfers.model_key(a[0].spec) != transfers.model_key(a[1].spec)
+
+
+def test_a_control_with_fewer_seeds_is_paired_on_the_runs_both_have():
+    study = _study(_rows("arm", 0.2, transfer_seeds=(0, 1, 2, 3), noise=0.05),
+                   _rows("ctrl", 0.4, transfer_seeds=(0,), noise=0.05, rng=np.random.default_rng(5)))
+    r = findings.effect_of(study, "arm", "ctrl", "tree", n_resamples=100)["effect"]
+    assert np.isfinite([r.ci_low, r.ci_high]).all() and r.estimate == pytest.approx(1.0, abs=0.1)
+    assert r.n_units.get("transfer_seed", 3) == 3  # seed 0 under each pretraining seed: that level is not resampled

@@ -175,8 +175,8 @@ def _levels(df: pd.DataFrame, levels: Sequence[str], strata: Optional[str]) -> l
 def pair_table(study: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, Optional[str]]:
     """The rows of models ``a`` and ``b`` arranged for a joint bootstrap, and the strata column (or None).
 
-    Both with transfer seeds (two transfers): rows as they are, paired by (pretraining seed, transfer seed,
-    image). One pretrained (no transfer seed) and one transfer: the pretrained model's rows are repeated
+    Both with transfer seeds (two transfers): the (pretraining seed, transfer seed) runs both have, paired
+    by (pretraining seed, transfer seed, image). One pretrained (no transfer seed) and one transfer: the pretrained model's rows are repeated
     under each transfer seed of the other at the same pretraining seed (each transfer paired with the map it
     started from). Both pretrained (claim 1: seeds that mean nothing in common): strata by model.
     Raises ``ValueError`` naming a model with no rows."""
@@ -192,7 +192,21 @@ def pair_table(study: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, Optio
         seeds = child[["pretrain_seed", "transfer_seed"]].drop_duplicates()
         rep = parent.drop(columns="transfer_seed").merge(seeds, on="pretrain_seed")
         return pd.concat([rep, child], ignore_index=True), None
-    return pd.concat([ra, rb], ignore_index=True), None
+    both = _common_runs([ra, rb])  # two transfers: the runs both have (a control with fewer seeds than its arm)
+    return pd.concat([both(ra), both(rb)], ignore_index=True), None
+
+
+def _common_runs(tables: Sequence[pd.DataFrame]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """A filter keeping the (pretraining seed, transfer seed) runs every table of ``tables`` has."""
+    keys = [set(map(tuple, t[["pretrain_seed", "transfer_seed"]].drop_duplicates().to_numpy())) for t in tables]
+    common = set.intersection(*keys)
+    if not common:
+        raise ValueError("the models share no (pretraining seed, transfer seed) run")
+
+    def keep(t: pd.DataFrame) -> pd.DataFrame:
+        return t[pd.MultiIndex.from_frame(t[["pretrain_seed", "transfer_seed"]]).isin(list(common))]
+
+    return keep
 
 
 def _columns(part: Optional[str], kind: str) -> list[str]:
@@ -287,13 +301,7 @@ def knob_effect(study: pd.DataFrame, levels: Sequence[tuple[str, float]], part: 
     if missing:
         raise ValueError(f"no scored runs of the knob levels {missing}")
     # only the (pretraining seed, transfer seed) runs every level has: the levels differ in the knob alone
-    runs_of = [set(map(tuple, g[["pretrain_seed", "transfer_seed"]].drop_duplicates().to_numpy()))
-               for _, g in table.groupby("model")]
-    common = set.intersection(*runs_of)
-    if not common:
-        raise ValueError(f"the knob levels {list(xs)} share no (pretraining seed, transfer seed) run")
-    key = pd.MultiIndex.from_frame(table[["pretrain_seed", "transfer_seed"]])
-    table = table[key.isin(list(common))]
+    table = _common_runs([g for _, g in table.groupby("model")])(table)
     lv = _levels(table, RUN_LEVELS, None)
     x = np.array(list(xs.values()))
     span = float(x.max() - x.min())
