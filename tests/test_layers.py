@@ -63,7 +63,9 @@ def test_every_package_of_dinosal_has_an_exhaustive_layers_contract():
 
 def test_floor_zero_imports_nothing_above_it():
     assert _dinosal_imports(LIB / "params.py") == set(), "params must import nothing of dinosal"
-    assert _dinosal_imports(LIB / "profiles.py") == {"dinosal.params"}, "profiles: plain data over params"
+    assert _dinosal_imports(LIB / "transfer_tables.py") == set(), "transfer_tables must import nothing of dinosal"
+    assert _dinosal_imports(LIB / "profiles.py") == {"dinosal.params", "dinosal.transfer_tables"}, \
+        "profiles: plain data over params and the transfer tables"
 
 
 def test_profile_tables_are_plain_data_that_config_registers():
