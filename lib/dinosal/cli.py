@@ -215,8 +215,8 @@ def _release(args) -> int:
     moved = transfers.catalogue(args.profile)
     grids = transfers.selection_catalogue(args.profile)
     tables = run_scores.catalogue(args.profile)
+    every = [n for n, _ in models] + [n for n, _ in moved] + [n for n, _ in grids] + [n for n, _ in tables]
     if args.names:
-        every = [n for n, _ in models] + [n for n, _ in moved] + [n for n, _ in grids] + [n for n, _ in tables]
         unknown = sorted(set(args.names) - set(every))
         if unknown:
             raise _CliError(f"profile {args.profile!r} releases no model {unknown}; it has {every}")
@@ -275,10 +275,7 @@ def _release(args) -> int:
     if unscored:
         print(f"{len(unscored)} of {len(tables)} score tables not in the run cache, not released: "
               f"{', '.join(unscored)}")
-    catalogued = {n for cat in (_catalogue(args.profile, None), transfers.catalogue(args.profile),
-                                transfers.selection_catalogue(args.profile), run_scores.catalogue(args.profile))
-                  for n, _ in cat}
-    stale = [e.name for e in release.entries(args.profile) if e.name not in catalogued]
+    stale = [e.name for e in release.entries(args.profile) if e.name not in set(every)]
     for name in stale if args.prune else ():
         release.withdraw(name)
         tqdm.write(f"{name}: in no catalogue of {args.profile}; withdrawn")

@@ -178,9 +178,7 @@ def _identity(spec) -> tuple[str, Any]:
         return "dino", zoo.model_key(spec)
     if isinstance(spec, (transfers.TransferSpec, transfers.ExposureSpec)):
         return "transfer", transfers.model_key(spec)
-    d = spec  # a random init's DinoConfig
-    return "random", {"arch": d.arch, "patch": d.patch, "img_size": d.img_size, "pos_interp": d.pos_interp,
-                      "seed": d.seed}
+    return "random", transfers.random_identity(spec)  # a random init's DinoConfig
 
 
 def backbone(spec) -> torch.nn.Module:
@@ -238,6 +236,11 @@ def _key(spec, data, n: int, size: int, k: int, tau: float) -> ScoreKey:
     return ScoreKey(kind, ident, data, int(n), int(size), int(k), float(tau))
 
 
+def _artifact_dir(cfg: ScoreKey) -> Path:
+    """Where the run cache keeps (or will keep) the table of ``cfg``."""
+    return runs.cache_root() / SCORES_KIND / runs.config_key(SCORES_KIND, cfg)
+
+
 def scores(spec, profile: str, n: int = 200, size: int = 128, k: int = 100, tau: float = 0.2,
            data_root=None, rebuild: bool = False) -> pd.DataFrame:
     """The score table of one model on the test scenes (:func:`score_maps`), resolved as: the run cache,
@@ -245,9 +248,8 @@ def scores(spec, profile: str, n: int = 200, size: int = 128, k: int = 100, tau:
     (the model resolved by :mod:`dinosal.zoo` / :mod:`dinosal.transfers`; it may train). ``spec``: see
     :attr:`Run.spec`. The artifact's manifest keeps, under ``"scores"``, the model's test accuracy where
     it has a classifier (mAP or top-1 on its task's first 1,000 test images)."""
-    data = _driving(profile, data_root)
-    cfg = _key(spec, data, n, size, k, tau)
-    path = runs.cache_root() / SCORES_KIND / runs.config_key(SCORES_KIND, cfg)
+    cfg = _key(spec, _driving(profile, data_root), n, size, k, tau)
+    path = _artifact_dir(cfg)
     if not rebuild and not (path / runs.MANIFEST).is_file():
         entry = release.find(path.name, kind=SCORES_KIND)
         if entry is not None:
@@ -255,19 +257,20 @@ def scores(spec, profile: str, n: int = 200, size: int = 128, k: int = 100, tau:
 
     def build(tmp: Path) -> dict:
         _, scenes, truths = test_set(profile, n, size, data_root)
-        maps = run_methods(backbone(spec), [s.image for s in scenes], k=k, tau=tau)
-        table = score_maps(maps, truths)
+        classifier = transfers.load(spec) if isinstance(spec, transfers.TransferSpec) else None  # loaded once
+        net = classifier[0].backbone if classifier is not None else backbone(spec)
+        table = score_maps(run_methods(net, [s.image for s in scenes], k=k, tau=tau), truths)
         names = scenes[0].class_names
         table = table.assign(**{f"label|{c}": [float(j in set(map(int, x.labels))) for x in scenes]
                                 for j, c in enumerate(names)})
-        if isinstance(spec, transfers.TransferSpec) and spec.config.loss == "bce":
-            table = table.assign(**_classifier_columns(transfers.load(spec)[0], scenes, truths))
+        if classifier is not None and spec.config.loss == "bce":
+            table = table.assign(**_classifier_columns(classifier[0], scenes, truths))
         buf = io.StringIO()
         table.to_csv(buf, index=False, float_format="%.4g")
         runs.atomic_write_text(tmp / SCORES_CSV, buf.getvalue())
         block: dict[str, Any] = {"model_kind": cfg.model_kind, "n": len(table)}
-        if isinstance(spec, transfers.TransferSpec):
-            model, card = transfers.load(spec)
+        if classifier is not None:
+            model, card = classifier
             acc = transfers.scores_on_test(model, spec, 1000)
             block.update({"name": card.name, "test_map": None if acc.map is None else float(acc.map),
                           "test_top1": None if acc.top1 is None else float(acc.top1)})
@@ -280,10 +283,8 @@ def scores(spec, profile: str, n: int = 200, size: int = 128, k: int = 100, tau:
 def is_cached(spec, profile: str, n: int = 200, size: int = 128, k: int = 100, tau: float = 0.2,
               data_root=None) -> bool:
     """Whether the table of ``spec`` is in the run cache or released (so :func:`scores` computes nothing)."""
-    cfg = _key(spec, _driving(profile, data_root), n, size, k, tau)
-    key = runs.config_key(SCORES_KIND, cfg)
-    return (runs.cache_root() / SCORES_KIND / key / runs.MANIFEST).is_file() or \
-        release.find(key, kind=SCORES_KIND) is not None
+    path = _artifact_dir(_key(spec, _driving(profile, data_root), n, size, k, tau))
+    return (path / runs.MANIFEST).is_file() or release.find(path.name, kind=SCORES_KIND) is not None
 
 
 def model_available(spec) -> bool:
@@ -292,12 +293,8 @@ def model_available(spec) -> bool:
     kind, key = _identity(spec)
     if kind == "random":
         return True
-    if isinstance(spec, zoo.TrainSpec):
-        folder, release_kind = zoo.artifact_dir(spec), zoo.DINO_KIND
-    elif isinstance(spec, transfers.ExposureSpec):
-        folder, release_kind = transfers.artifact_dir(spec), zoo.DINO_KIND
-    else:
-        folder, release_kind = transfers.artifact_dir(spec), transfers.TRANSFER_KIND
+    folder = zoo.artifact_dir(spec) if isinstance(spec, zoo.TrainSpec) else transfers.artifact_dir(spec)
+    release_kind = transfers.TRANSFER_KIND if isinstance(spec, transfers.TransferSpec) else zoo.DINO_KIND
     return (folder / runs.MANIFEST).is_file() or release.find(key, kind=release_kind) is not None
 
 
@@ -305,8 +302,7 @@ def manifest_block(spec, profile: str, n: int = 200, size: int = 128, k: int = 1
                    data_root=None) -> dict:
     """The ``"scores"`` block of a cached table's manifest (its test accuracy, for a classifier); ``{}``
     when the table is not in the run cache."""
-    data = _driving(profile, data_root)
-    path = runs.cache_root() / SCORES_KIND / runs.config_key(SCORES_KIND, _key(spec, data, n, size, k, tau))
+    path = _artifact_dir(_key(spec, _driving(profile, data_root), n, size, k, tau))
     return runs.read_manifest(path).get("scores", {}) if (path / runs.MANIFEST).is_file() else {}
 
 
@@ -375,7 +371,6 @@ def catalogue(profile: str) -> list[tuple[str, Path]]:
     data = _driving(profile, P.data_root)
     out = []
     for r in study_runs(profile, P):
-        cfg = _key(r.spec, data, P.n_eval, P.eval_size, P.k, P.tau)
-        out.append((r.release_name, runs.cache_root() / SCORES_KIND / runs.config_key(SCORES_KIND, cfg)))
+        out.append((r.release_name, _artifact_dir(_key(r.spec, data, P.n_eval, P.eval_size, P.k, P.tau))))
     return out
 

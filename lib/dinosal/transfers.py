@@ -190,6 +190,12 @@ class TransferSpec:
     parent_source: Any = None
 
 
+def random_identity(d) -> dict:
+    """What identifies a random-init network (a ``DinoConfig``): its architecture, patch, input size, position
+    mode and init seed (the ``identity`` of a ``"random"`` :class:`ParentRef`)."""
+    return {"arch": d.arch, "patch": d.patch, "img_size": d.img_size, "pos_interp": d.pos_interp, "seed": d.seed}
+
+
 def _parent(parent: str, profile: str, parent_seed: Optional[int]) -> tuple[ParentRef, Any]:
     if parent == "random":
         trained = [n for n in zoo.names(profile)[1:] if zoo.recipe(n, profile).data != "official"]
@@ -198,8 +204,7 @@ def _parent(parent: str, profile: str, parent_seed: Optional[int]) -> tuple[Pare
         d = zoo.train_spec(zoo.recipe(trained[0], profile)).dino
         if parent_seed is not None:
             d = dataclasses.replace(d, seed=int(parent_seed))
-        ident = {"arch": d.arch, "patch": d.patch, "img_size": d.img_size, "pos_interp": d.pos_interp, "seed": d.seed}
-        return ParentRef("random", ident), d
+        return ParentRef("random", random_identity(d)), d
     r = zoo.recipe(parent, profile)
     if r.data == "official":
         if parent_seed is not None:
