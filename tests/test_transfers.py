@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -256,7 +257,7 @@ def test_resolution_order_run_cache_then_release_then_training(cache, monkeypatc
 
     other = transfers.spec("random__bce_driving", "smoke", n_train=16, seed=3, progress=False)
     released = cache / "released_copy"
-    entry = object()
+    entry = SimpleNamespace(head_only=False)  # a whole released classifier
     monkeypatch.setattr(release, "find", lambda key, root=None, kind="dino": entry if kind == "transfer" else None)
     monkeypatch.setattr(release, "materialise", lambda e: released if e is entry else None)
     assert transfers.train_cached(other) == released and trained == [1]   # a released checkpoint: no training

@@ -320,7 +320,7 @@ def train_cached(s: TransferSpec, rebuild: bool = False, use_release: bool = Tru
     key = model_key(s)
     if use_release and not rebuild and not (runs.cache_root() / TRANSFER_KIND / key / runs.MANIFEST).is_file():
         entry = release.find(key, kind=TRANSFER_KIND)
-        if entry is not None and getattr(entry, "head_only", False):  # a probe's head: the parent's backbone back
+        if entry is not None and entry.head_only:  # a probe's head: the parent's backbone back
             return release.materialise(entry, backbone=lambda: parent_backbone(s))
         if entry is not None:
             return release.materialise(entry)
