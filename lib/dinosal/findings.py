@@ -41,7 +41,7 @@ from .parts import MEASURABLE_MAX
 from .transfer_sets import OA_MARGIN, RATIO_MARGIN
 
 __all__ = ["Claim", "claims", "collect", "rm", "log2_rm", "oa", "pair_table", "effect_of", "decide", "knob_effect",
-           "changes", "per_seed", "mass_ratio_table", "CLAIM_MAP", "RUN_LEVELS"]
+           "changes", "per_seed", "mass_ratio_table", "measurable", "CLAIM_MAP", "RUN_LEVELS"]
 
 CLAIM_MAP = "inverse degree"
 """The map every claim is judged on (the paper's degree panel, book/preregistration.md)."""
