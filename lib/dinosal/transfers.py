@@ -191,8 +191,7 @@ class TransferSpec:
 
 
 def random_identity(d) -> dict:
-    """What identifies a random-init network (a ``DinoConfig``): its architecture, patch, input size, position
-    mode and init seed (the ``identity`` of a ``"random"`` :class:`ParentRef`)."""
+    """A random-init network's identity (a ``"random"`` :class:`ParentRef`'s): net, patch, size, position mode, seed."""
     return {"arch": d.arch, "patch": d.patch, "img_size": d.img_size, "pos_interp": d.pos_interp, "seed": d.seed}
 
 
