@@ -347,6 +347,26 @@ def _scores(args) -> int:
     return 0
 
 
+def _companions(args) -> int:
+    from tqdm.auto import tqdm
+
+    from . import companions
+
+    every = companions.names(args.profile)
+    chosen = args.names or every
+    unknown = sorted(set(chosen) - set(every))
+    if unknown:
+        raise _CliError(f"profile {args.profile!r} has no companion {unknown}; it has {every}")
+    control = {"threads": args.threads} if args.threads is not None else {}
+    for name in tqdm(chosen, desc=f"companions of {args.profile}", unit="model"):
+        s = companions.spec(name, args.profile, **control)
+        existed = (companions.artifact_dir(s) / runs.MANIFEST).is_file()
+        path = companions.train_cached(s, use_release=not args.retrain, rebuild=args.retrain and existed)
+        m = runs.read_manifest(path).get("metrics", {})
+        tqdm.write(f"{name}: {path.name}" + (f", CorLoc {m['corloc']:.2f}" if "corloc" in m else ""))
+    return 0
+
+
 def _transfers(args) -> int:
     import itertools
 
@@ -426,10 +446,15 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
     c.add_argument("--available-only", action="store_true",
                    help="skip the runs whose model is neither in the run cache nor released (train nothing)")
     c.add_argument("--threads", type=int, default=None, help="torch threads (1 on a busy small CPU)")
+    m = sub.add_parser("companions", help="train (or find) Mugs and LEWEL at the DINO recipes' budget into the run cache")
+    m.add_argument("--profile", default="cpu", help="profile whose companions are trained (default: cpu)")
+    m.add_argument("--names", nargs="*", help="only these (default: every companion, dinosal.companions.names)")
+    m.add_argument("--retrain", action="store_true", help="train even when the run cache or the release has it")
+    m.add_argument("--threads", type=int, default=None, help="torch threads of each run (run control, no key change)")
     args = ap.parse_args(argv)
     try:
         return {"weights": _weights, "release": _release, "verify": _verify,
-                "transfers": _transfers, "scores": _scores}[args.command](args)
+                "transfers": _transfers, "scores": _scores, "companions": _companions}[args.command](args)
     except (_CliError, release.ReleaseIntegrityError, FileExistsError, FileNotFoundError) as err:
         print(f"{RELEASE_PROG} {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -19,6 +19,11 @@ warmup_epochs)`` (endpoint included, so ``final`` is reached at epoch
 :class:`IBOTPatchLoss`, iBOT's masked patch-token self-distillation (Zhou et al.
 2022), is **not** part of the original DINO either; it is an optional extra term.
 
+Mugs' InfoNCE against a queue (:class:`QueueInfoNCE`, with :func:`balanced_pair_mean`, its
+weighting of global and local crops, also an option of :class:`DINOLoss`) and LEWEL's BYOL loss
+(:func:`byol_loss`) are the losses of DINO's two companions (:mod:`dinosal.train.mugs`,
+:mod:`dinosal.train.lewel`).
+
 KoLeo (:func:`koleo_loss`) is **not** part of the original DINO; it comes from
 DINOv2 (Oquab et al. 2023, after Sablayrolles et al. 2019) and is offered as
 an optional extra term.
@@ -41,7 +46,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["DinoLossOutput", "DINOLoss", "teacher_temp_schedule", "PatchLossOutput", "IBOTPatchLoss", "koleo_loss",
+__all__ = ["DinoLossOutput", "DINOLoss", "balanced_pair_mean", "InfoNCEOutput", "QueueInfoNCE", "byol_loss",
+           "gather_rows", "teacher_temp_schedule", "PatchLossOutput", "IBOTPatchLoss", "koleo_loss",
            "TRANSFER_LOSSES", "PATCH_LOSSES", "patch_targets", "transfer_loss"]
 
 
@@ -78,6 +84,18 @@ class DinoLossOutput:
     teacher_temp: float
 
 
+def balanced_pair_mean(pairs, n_global: int) -> torch.Tensor:
+    """``0.5 * (mean of the global-crop terms + mean of the local-crop terms)`` of ``pairs`` =
+    ``[(student crop index, term)]`` (a student crop below ``n_global`` is global), or the global mean
+    alone without local terms: how Mugs weighs its crops (``src/loss.py``, every loss)."""
+    large = [t for v, t in pairs if v < n_global]
+    small = [t for v, t in pairs if v >= n_global]
+    if not large:
+        raise ValueError("balanced_pair_mean: no pair with a global student crop")
+    mean_large = sum(large) / len(large)
+    return mean_large if not small else 0.5 * (mean_large + sum(small) / len(small))
+
+
 class _CentredDistillation(nn.Module):
     """What DINO's and iBOT's self-distillation losses share: K outputs, a
     per-epoch teacher temperature (array or float; the last value past the
@@ -104,6 +122,9 @@ class DINOLoss(_CentredDistillation):
     ``teacher_temps``: a per-epoch array (see :func:`teacher_temp_schedule`) or
     a float; ``center_momentum``: 0.9 officially, 1.0 keeps the center at 0
     (centering off); ``n_global``: crops the teacher sees (2).
+    ``scale_balance``: Mugs' group loss (``ClusteringLoss`` of Mugs' ``src/loss.py``) -- the pairs with a
+    global student crop and those with a local one are averaged apart and the two means weighted
+    0.5 each (the global mean alone when there are no local crops); off: every pair weighs the same (DINO).
     ``center`` is a registered buffer ``(1, K)`` so it is checkpointed.
     """
 
@@ -115,12 +136,14 @@ class DINOLoss(_CentredDistillation):
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
         n_global: int = 2,
+        scale_balance: bool = False,
     ) -> None:
         if n_crops < n_global or n_global < 1:
             raise ValueError(f"DINOLoss: n_crops ({n_crops}) must be >= n_global ({n_global}) >= 1")
         super().__init__(out_dim, teacher_temps, student_temp, center_momentum)
         self.n_crops = int(n_crops)
         self.n_global = int(n_global)
+        self.scale_balance = bool(scale_balance)
 
     def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, epoch: int = 0) -> DinoLossOutput:
         """``student_out`` ``(n_crops*B, K)``, ``teacher_out`` ``(n_global*B, K)``,
@@ -140,14 +163,10 @@ class DINOLoss(_CentredDistillation):
         t_logp = F.log_softmax(t_logits, dim=-1).detach()
         t_chunks = t_prob.chunk(self.n_global)
 
-        total, n_terms = 0.0, 0
-        for i, p_t in enumerate(t_chunks):
-            for v, lp_s in enumerate(s_logp):
-                if v == i:
-                    continue
-                total = total + torch.sum(-p_t * lp_s, dim=-1).mean()
-                n_terms += 1
-        loss = total / n_terms
+        pairs = [(v, torch.sum(-p_t * lp_s, dim=-1).mean())
+                 for i, p_t in enumerate(t_chunks) for v, lp_s in enumerate(s_logp) if v != i]
+        loss = balanced_pair_mean(pairs, self.n_global) if self.scale_balance \
+            else sum(t for _, t in pairs) / len(pairs)
 
         with torch.no_grad():
             ent_rows = -(t_prob * t_logp).sum(-1)
@@ -369,3 +388,105 @@ def transfer_loss(logits: torch.Tensor, target: torch.Tensor, loss: str) -> torc
     if target.numel() and (target.min() < 0 or target.max() > 1):
         raise ValueError("transfer_loss: multi-hot target values must lie in [0, 1]")
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+# --------------------------------------------------------------------------
+# Mugs' InfoNCE with a queue and LEWEL's BYOL loss (companions of DINO, not DINO)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class InfoNCEOutput:
+    """One evaluation of :class:`QueueInfoNCE`: ``loss`` (scalar with grad); ``positive``: the mean cosine
+    of a prediction with its positive target; ``negative``: the mean cosine with the queue's entries;
+    ``accuracy``: the share of predictions whose positive beats every queue entry."""
+
+    loss: torch.Tensor
+    positive: float
+    negative: float
+    accuracy: float
+
+
+class QueueInfoNCE(nn.Module):
+    """Mugs' instance and local-group discrimination (``InfoNCELoss`` of Mugs' ``src/loss.py``;
+    reference notes section 5.2): InfoNCE of a student prediction against the teacher's target for another
+    view of the same image (positive) and a queue of past teacher targets (negatives).
+
+    ``dim``: the embedding width (Mugs: 256); ``queue_size``: K entries (Mugs: 65536); ``temperature``:
+    0.2 in Mugs; ``n_crops``: the student's crops (globals first), ``n_global``: the teacher's (2).
+    ``forward(student, teacher)`` takes L2-normalised ``(n_crops*B, dim)`` predictions and ``(n_global*B,
+    dim)`` targets, crop-major. For every pair (target crop i, student crop v != i): logits ``[s.t,
+    s.queue] / temperature``, cross-entropy with the positive at index 0; the pair losses are combined as
+    Mugs combines them (:func:`balanced_pair_mean`). The negatives are the queue as it was before the call;
+    in training mode the targets then enter the queue, crop by crop (:meth:`enqueue`).
+    The queue starts as unit-norm Gaussian columns, as Mugs' (drawn from the global RNG).
+    Raises ``ValueError`` for rows that do not split into the crops.
+    """
+
+    def __init__(self, dim: int, queue_size: int, temperature: float = 0.2, n_crops: int = 2,
+                 n_global: int = 2) -> None:
+        super().__init__()
+        if queue_size < 1 or n_crops < n_global or n_global < 1:
+            raise ValueError(f"QueueInfoNCE: queue_size {queue_size} must be >= 1 and n_crops {n_crops} >= "
+                             f"n_global {n_global} >= 1")
+        self.temperature = float(temperature)
+        self.n_crops, self.n_global = int(n_crops), int(n_global)
+        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Write ``keys`` ``(n, dim)`` (gathered over every process under torch.distributed) at the pointer,
+        wrapping at the end; the pointer moves by ``n`` (mod K)."""
+        keys = gather_rows(keys.detach().float())
+        k, n = self.queue.shape[1], keys.shape[0]
+        ptr = int(self.queue_ptr)
+        idx = (torch.arange(n, device=keys.device) + ptr) % k
+        self.queue[:, idx] = keys.T
+        self.queue_ptr[0] = (ptr + n) % k
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> InfoNCEOutput:
+        if student.shape[0] % self.n_crops or teacher.shape[0] % self.n_global:
+            raise ValueError(f"QueueInfoNCE: student rows {student.shape[0]} / teacher rows {teacher.shape[0]} "
+                             f"are not multiples of n_crops={self.n_crops} / n_global={self.n_global}")
+        preds, targets = student.float().chunk(self.n_crops), teacher.detach().float().chunk(self.n_global)
+        queue = self.queue.clone().detach()
+        pairs, pos, neg, hits = [], [], [], []
+        for i, t in enumerate(targets):
+            for v, s in enumerate(preds):
+                if v == i:
+                    continue
+                l_pos = (s * t).sum(-1, keepdim=True)
+                l_neg = s @ queue
+                logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature
+                labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+                pairs.append((v, F.cross_entropy(logits, labels)))
+                with torch.no_grad():
+                    pos.append(l_pos.mean())
+                    neg.append(l_neg.mean())
+                    hits.append((logits.argmax(1) == 0).float().mean())
+        loss = balanced_pair_mean(pairs, self.n_global)
+        if self.training:
+            for t in targets:
+                self.enqueue(t)
+        return InfoNCEOutput(loss, float(torch.stack(pos).mean()), float(torch.stack(neg).mean()),
+                             float(torch.stack(hits).mean()))
+
+
+@torch.no_grad()
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x`` of every process concatenated in rank order (itself without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, x.contiguous())
+    return torch.cat(out)
+
+
+def byol_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BYOL's regression loss as LEWEL writes it (``mse_loss`` of LEWEL's ``models/lewel.py``):
+    ``2 - 2 * mean_n cos(pred_n, target_n)`` over rows of ``(N, C)``; the target gets no gradient.
+    0 when every prediction points along its target, 4 when opposite."""
+    p = F.normalize(pred.float(), dim=1)
+    t = F.normalize(target.detach().float(), dim=1)
+    return 2 - 2 * (p * t).sum() / p.shape[0]

@@ -169,6 +169,23 @@ init) is implied for every profile; its network is that of the profile's
 first trained recipe."""
 
 
+# DINO's companions (dinosal.companions): Mugs and LEWEL trained with a DINO recipe's network, data, crops,
+# steps and optimiser, for each parent below and each seed. Fields of MugsConfig / LewelConfig, scaled down
+# for the CPU beside the official defaults those classes record (heads 2048/4096 wide, queues and memory
+# of 65,536). The cpu sizes keep a step within 1.2x of DINO's (bench: the companions chapter's table).
+COMPANIONS: dict[str, dict] = {
+    "smoke": {"parents": ("dino_world", "dino_driving"), "seeds": (0,),
+              "mugs": dict(head_hidden=64, out_dim=32, predictor_hidden=64, queue_size=64, memory_size=32, top_n=4),
+              "lewel": dict(hidden=64, out_dim=32, num_heads=4)},
+    "cpu": {"parents": ("dino_world", "dino_driving"), "seeds": (0, 1, 2),
+            "mugs": dict(head_hidden=1024, out_dim=128, predictor_hidden=1024, queue_size=2048, memory_size=1024,
+                         top_n=8),
+            "lewel": dict(hidden=1024, out_dim=128, num_heads=4)},
+}
+"""Profile -> ``parents`` (DINO recipes whose budget the companions share), ``seeds`` (pretraining seeds,
+each a run) and each companion's configuration fields."""
+
+
 def zoo_models(profile: str) -> tuple[str, ...]:
     """The recipes of ``profile``: the models the zoo trains or loads (``zoo.names`` without ``"random"``)."""
     return tuple(DINO_RECIPES[profile])

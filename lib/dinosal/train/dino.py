@@ -110,6 +110,7 @@ __all__ = [
     "cancel_last_layer_grads",
     "ema_update",
     "train_dino",
+    "run_trainer",
     "training_loader",
     "config_help",
     "result_config",
@@ -125,7 +126,6 @@ CHECKPOINT = "checkpoint.pth"
 LOG_CSV = "log.csv"
 _CHECKPOINT_KEYS = ("student", "teacher", "optimizer", "dino_loss", "step", "steps_per_epoch", "world_size",
                     "config", "log", "monitor", "rng")
-_STUDENT_ONLY = ("mask_token",)  # iBOT's mask token: the student's alone, never averaged into the teacher
 
 
 def _ibot_temps(cfg: DinoConfig):
@@ -157,10 +157,20 @@ def _setup_distributed(device_pref: str) -> Dist:
 class DinoTrainer:
     """Student, teacher, loss, optimizer and schedules of one run.
 
+    Other objectives on the same machinery (:mod:`~dinosal.train.mugs`,
+    :mod:`~dinosal.train.lewel`) subclass it and replace :meth:`build_networks`,
+    :meth:`build_losses`, :meth:`iteration`, :meth:`loss_states`,
+    :meth:`config_json` and :meth:`postfix`; ``CHECKPOINT_KEYS`` and ``WRITER``
+    say what their checkpoints hold and which function writes their run folders.
+
     :meth:`train_step` does one iteration on a list of crops (each
     ``(B, 3, h, w)``, globals first) and returns its log row. Use
     :func:`train_dino` for a whole run with data, checkpoints and resume.
     """
+
+    CHECKPOINT_KEYS = _CHECKPOINT_KEYS
+    WRITER = f"{__name__}.train_dino"
+    BAR = "DINO"
 
     def __init__(self, cfg: DinoConfig, steps_per_epoch: int, dist_info: Optional[_Dist] = None) -> None:
         self.cfg = cfg
@@ -172,40 +182,18 @@ class DinoTrainer:
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.global_batch = cfg.batch_size * self.dist.world
         torch.manual_seed(cfg.seed)
-
-        def build(drop_path, mask_token=False):
-            backbone = create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path,
-                                  pos_interp=cfg.pos_interp)
-            head = DINOHead(
-                backbone.embed_dim, cfg.out_dim, use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer,
-                nlayers=cfg.head_layers, hidden_dim=cfg.head_hidden, bottleneck_dim=cfg.head_bottleneck,
-            )
-            return MultiCropWrapper(backbone, head, mask_token=mask_token)
-
-        self.student = build(cfg.drop_path, mask_token=cfg.ibot).to(self.device)  # iBOT: the token is the student's
-        self.teacher = build(0.0).to(self.device)
+        self.student, self.teacher = (m.to(self.device) for m in self.build_networks())
         self.sync_teacher()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+        teacher_names = {n for n, _ in self.teacher.named_parameters()}
+        # parameters of the student alone, never averaged into the teacher (iBOT's mask token, predictors)
+        self.student_only = tuple(n for n, _ in self.student.named_parameters() if n not in teacher_names)
         self.student_ddp: nn.Module = self.student
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.student_ddp = DistributedDataParallel(self.student, device_ids=ids)
-
-        warm_t, final_t = cfg.effective_teacher_temps
-        self.loss_fn = DINOLoss(
-            cfg.out_dim, cfg.n_crops,
-            teacher_temps=teacher_temp_schedule(warm_t, final_t, cfg.warmup_teacher_temp_epochs, cfg.epochs),
-            student_temp=cfg.student_temp,
-            center_momentum=cfg.center_momentum if cfg.centering else 1.0,
-            n_global=cfg.crops.n_global,
-        ).to(self.device)
-        self.ibot_loss: Optional[IBOTPatchLoss] = None
-        if cfg.ibot:  # iBOT's patch term (not in original DINO)
-            self.ibot_loss = IBOTPatchLoss(
-                cfg.out_dim, teacher_temps=_ibot_temps(cfg), student_temp=cfg.student_temp,
-                center_momentum=cfg.ibot_center_momentum if cfg.centering else 1.0,
-            ).to(self.device)
+        self.build_losses()
         self._foreach = cfg.update_impl != "loop"  # clip and EMA over all tensors at once
         impl = {"loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[cfg.update_impl]
         self.optimizer = torch.optim.AdamW(param_groups(self.student), **impl)
@@ -218,6 +206,80 @@ class DinoTrainer:
         self.step = 0
         self.log: list[dict] = []
         self.monitor = CollapseMonitor(cfg.collapse, cfg.out_dim)
+
+    # ---- what a subclass (another objective on the same machinery) replaces
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        """Student and teacher (in that order, drawn from the RNG in that order): backbone + DINO head
+        each; the student carries iBOT's mask token when the patch term is on."""
+        cfg = self.cfg
+
+        def build(drop_path, mask_token=False):
+            backbone = create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path,
+                                  pos_interp=cfg.pos_interp)
+            return MultiCropWrapper(backbone, self.dino_head(backbone.embed_dim), mask_token=mask_token)
+
+        return build(cfg.drop_path, mask_token=cfg.ibot), build(0.0)
+
+    def dino_head(self, embed_dim: int) -> nn.Module:
+        """The DINO projection head of this config (also Mugs' group head)."""
+        cfg = self.cfg
+        return DINOHead(embed_dim, cfg.out_dim, use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer,
+                        nlayers=cfg.head_layers, hidden_dim=cfg.head_hidden, bottleneck_dim=cfg.head_bottleneck)
+
+    def build_losses(self, scale_balance: bool = False) -> None:
+        """``loss_fn`` (DINO's; ``scale_balance``: Mugs' 0.5*(global + local) weighting) and ``ibot_loss``."""
+        cfg = self.cfg
+        warm_t, final_t = cfg.effective_teacher_temps
+        self.loss_fn = DINOLoss(
+            cfg.out_dim, cfg.n_crops,
+            teacher_temps=teacher_temp_schedule(warm_t, final_t, cfg.warmup_teacher_temp_epochs, cfg.epochs),
+            student_temp=cfg.student_temp,
+            center_momentum=cfg.center_momentum if cfg.centering else 1.0,
+            n_global=cfg.crops.n_global, scale_balance=scale_balance,
+        ).to(self.device)
+        self.ibot_loss: Optional[IBOTPatchLoss] = None
+        if cfg.ibot:  # iBOT's patch term (not in original DINO)
+            self.ibot_loss = IBOTPatchLoss(
+                cfg.out_dim, teacher_temps=_ibot_temps(cfg), student_temp=cfg.student_temp,
+                center_momentum=cfg.ibot_center_momentum if cfg.centering else 1.0,
+            ).to(self.device)
+
+    def config_json(self) -> str:
+        """What a checkpoint stores as its config and a resumed run must match."""
+        return result_config(self.cfg)
+
+    def set_schedules(self, it: int) -> tuple[float, float]:
+        """lr and weight decay of step ``it`` into the optimizer's groups (decay: the first group only)."""
+        lr, wd = float(self.schedules.lr[it]), float(self.schedules.wd[it])
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = lr
+            if i == 0:
+                group["weight_decay"] = wd
+        return lr, wd
+
+    def optimise(self, loss: torch.Tensor, epoch: int) -> None:
+        """Backward, per-tensor clipping, last-layer freeze, AdamW step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.clip_grad > 0:
+            clip_gradients_per_tensor(self.student, self.cfg.clip_grad, foreach=self._foreach)
+        cancel_last_layer_grads(self.student, epoch, self.cfg.freeze_last_layer)
+        self.optimizer.step()
+
+    def update_teacher(self, it: int) -> float:
+        """The teacher update of ``cfg.teacher_update`` at step ``it``; returns the momentum used."""
+        momentum = float(self.schedules.momentum[it])
+        if self.cfg.teacher_update == "ema":
+            ema_update(self.teacher, self.student, momentum, foreach=self._foreach, student_only=self.student_only)
+            return momentum
+        if self.cfg.teacher_update == "copy":
+            ema_update(self.teacher, self.student, 0.0, foreach=self._foreach, student_only=self.student_only)
+            return 0.0
+        return 1.0
+
+    def postfix(self, row: dict) -> dict:
+        """What the progress bar shows of a log row."""
+        return dict(loss=f"{row['loss']:.3f}", H=f"{row['teacher_entropy']:.2f}", kl=f"{row['kl']:.3f}")
 
     def sync_teacher(self) -> None:
         """Set the teacher to the student's weights (the student-only ``mask_token`` left out)."""
@@ -248,11 +310,7 @@ class DinoTrainer:
         cfg, it = self.cfg, self.step
         t0 = time.perf_counter()
         epoch = it // self.steps_per_epoch
-        lr, wd = float(self.schedules.lr[it]), float(self.schedules.wd[it])
-        for i, group in enumerate(self.optimizer.param_groups):
-            group["lr"] = lr
-            if i == 0:
-                group["weight_decay"] = wd
+        lr, wd = self.set_schedules(it)
         crops = [c.to(self.device, non_blocking=True) for c in crops[: cfg.n_crops]]
         self.student.train()
         patch = None  # iBOT: the student's and teacher's patch outputs and the masks
@@ -279,22 +337,8 @@ class DinoTrainer:
             raise NonFiniteLossError(
                 f"DINO loss is {loss.item()} at step {it} (epoch {epoch}); stopping")
 
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip_grad > 0:
-            clip_gradients_per_tensor(self.student, cfg.clip_grad,
-                                      foreach=self._foreach)
-        cancel_last_layer_grads(self.student, epoch, cfg.freeze_last_layer)
-        self.optimizer.step()
-
-        momentum = float(self.schedules.momentum[it])
-        if cfg.teacher_update == "ema":
-            ema_update(self.teacher, self.student, momentum, foreach=self._foreach, student_only=_STUDENT_ONLY)
-        elif cfg.teacher_update == "copy":
-            momentum = 0.0
-            ema_update(self.teacher, self.student, 0.0, foreach=self._foreach, student_only=_STUDENT_ONLY)
-        else:
-            momentum = 1.0
+        self.optimise(loss, epoch)
+        momentum = self.update_teacher(it)
 
         stats = torch.tensor(
             [out.loss.item(), koleo.item(), out.teacher_entropy,
@@ -342,6 +386,10 @@ class DinoTrainer:
         return student_out, teacher_out, feats, (student_patch, teacher_patch, masks)
 
     # ---- state
+    def loss_states(self) -> dict[str, nn.Module]:
+        """The stateful loss modules (centres, queues) a checkpoint keeps, by checkpoint key."""
+        return {"dino_loss": self.loss_fn, **({"ibot_loss": self.ibot_loss} if self.ibot_loss is not None else {})}
+
     def state_dict(self) -> dict:
         """Checkpoint in the official layout (``student``/``teacher`` with
         ``backbone.``/``head.`` keys) plus what resuming needs."""
@@ -349,20 +397,19 @@ class DinoTrainer:
             "student": self.student.state_dict(),
             "teacher": self.teacher.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "dino_loss": self.loss_fn.state_dict(),
-            **({"ibot_loss": self.ibot_loss.state_dict()} if self.ibot_loss is not None else {}),
+            **{k: m.state_dict() for k, m in self.loss_states().items()},
             "step": self.step,
             "epoch": self.step // self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch,
             "world_size": self.dist.world,
-            "config": result_config(self.cfg),
+            "config": self.config_json(),
             "log": self.log,
             "monitor": self.monitor.state_dict(),
             "rng": rng_state(),
         }
 
     def load_state_dict(self, ckpt: dict) -> None:
-        if ckpt["config"] != result_config(self.cfg):
+        if ckpt["config"] != self.config_json():
             raise ValueError("cannot resume: the checkpoint was written by a run with another configuration")
         if ckpt["steps_per_epoch"] != self.steps_per_epoch or ckpt["world_size"] != self.dist.world:
             raise ValueError(
@@ -372,9 +419,8 @@ class DinoTrainer:
         self.student.load_state_dict(ckpt["student"])
         self.teacher.load_state_dict(ckpt["teacher"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.loss_fn.load_state_dict(ckpt["dino_loss"])
-        if self.ibot_loss is not None:
-            self.ibot_loss.load_state_dict(ckpt["ibot_loss"])
+        for k, m in self.loss_states().items():
+            m.load_state_dict(ckpt[k])
         self.step = int(ckpt["step"])
         self.log = list(ckpt["log"])
         self.monitor.load_state_dict(ckpt["monitor"])
@@ -403,7 +449,7 @@ class DinoResult:
     seconds: float
     run_dir: Optional[Path]
     collapse_events: list[CollapseEvent]
-    center: torch.Tensor
+    center: Optional[torch.Tensor]
 
     def log_frame(self):
         import pandas as pd
@@ -423,14 +469,16 @@ def _snapshot(trainer: "DinoTrainer", run_dir, rank: int) -> None:
     path = snapshot_path(run_dir, trainer.step)
     if not (path.is_file() or path.is_symlink()):  # never replace a file that is already there
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"teacher": trainer.teacher.state_dict(), "config": result_config(trainer.cfg),
+        atomic_torch_save({"teacher": trainer.teacher.state_dict(), "config": trainer.config_json(),
                            "step": trainer.step}, path)
 
 
-def _claim_run_dir(run_dir: Path, info) -> Optional[dict]:
-    """:func:`~dinosal.train.runtime.claim_run_dir` for :func:`train_dino`. Raises as :func:`train_dino` documents."""
-    return claim_run_dir(run_dir, info, writer=f"{__name__}.train_dino", checkpoint=CHECKPOINT, log=LOG_CSV,
-                         keys=_CHECKPOINT_KEYS, hint=" (official DINO weights load with dinosal.models.load_dino_backbone)")
+def _claim_run_dir(run_dir: Path, info, trainer_cls=None) -> Optional[dict]:
+    """:func:`~dinosal.train.runtime.claim_run_dir` for :func:`train_dino` (and the trainers of other
+    objectives: ``trainer_cls``). Raises as :func:`train_dino` documents."""
+    cls = trainer_cls or DinoTrainer
+    return claim_run_dir(run_dir, info, writer=cls.WRITER, checkpoint=CHECKPOINT, log=LOG_CSV,
+                         keys=cls.CHECKPOINT_KEYS, hint=" (official DINO weights load with dinosal.models.load_dino_backbone)")
 
 
 def training_loader(cfg: DinoConfig, dataset, start_step: int, end_step: int, transform=None,
@@ -476,26 +524,37 @@ def train_dino(cfg: DinoConfig, dataset, run_dir=None, transform=None,
     checkpoint instead. What the run started from is the caller's to record
     (the zoo keys it); a mismatched state dict raises ``RuntimeError``.
     """
+    return run_trainer(cfg, dataset, run_dir, transform, init_backbone=init_backbone)
+
+
+def run_trainer(cfg: DinoConfig, dataset, run_dir=None, transform=None, init_backbone: Optional[dict] = None,
+                make_trainer=None) -> DinoResult:
+    """:func:`train_dino` with another objective's trainer: ``make_trainer(steps_per_epoch, dist_info)``
+    returns a :class:`DinoTrainer` subclass (None: DINO's). Same loop, data order, checkpoints, resume,
+    threads and errors."""
     t_start = time.perf_counter()
     threads_before = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(cfg, dataset, run_dir, transform, t_start, init_backbone)
+        return _train(cfg, dataset, run_dir, transform, t_start, init_backbone, make_trainer)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float, init_backbone=None) -> DinoResult:
+def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float, init_backbone=None,
+           make_trainer=None) -> DinoResult:
+    """The run of :func:`train_dino`; ``make_trainer(steps_per_epoch, dist_info)``: another objective's
+    trainer (a :class:`DinoTrainer` subclass) on the same loop, data order, checkpoints and resume."""
     info = _setup_distributed(cfg.device)
     spe = cfg.steps_per_epoch or len(dataset) // (cfg.batch_size * info.world)
-    trainer = DinoTrainer(cfg, spe, info)
+    trainer = make_trainer(spe, info) if make_trainer is not None else DinoTrainer(cfg, spe, info)
     if init_backbone is not None:
         trainer.student.backbone.load_state_dict(init_backbone)
         trainer.sync_teacher()
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
-        ckpt = _claim_run_dir(run_dir, info)
+        ckpt = _claim_run_dir(run_dir, info, type(trainer))
         if ckpt is not None:
             try:
                 trainer.load_state_dict(ckpt)
@@ -506,14 +565,14 @@ def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float, init_ba
     loader = training_loader(cfg, dataset, trainer.step, end, transform, info)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=end, initial=trainer.step, desc="DINO", disable=not cfg.progress or info.rank != 0)
+    bar = tqdm(total=end, initial=trainer.step, desc=trainer.BAR, disable=not cfg.progress or info.rank != 0)
     _snapshot(trainer, run_dir, info.rank)
     try:
         for crops in loader:
             row = trainer.train_step(crops)
             _snapshot(trainer, run_dir, info.rank)
             bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", H=f"{row['teacher_entropy']:.2f}", kl=f"{row['kl']:.3f}", refresh=False)
+            bar.set_postfix(**trainer.postfix(row), refresh=False)
             if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0 and trainer.step < end:
                 _save(trainer, run_dir)
     except (TeacherCollapseError, NonFiniteLossError):
@@ -527,7 +586,7 @@ def _train(cfg: DinoConfig, dataset, run_dir, transform, t_start: float, init_ba
     return DinoResult(
         teacher=trainer.teacher, student=trainer.student, log=trainer.log, steps=trainer.step,
         total_steps=trainer.total_steps, stopped=stopped, seconds=time.perf_counter() - t_start,
-        run_dir=run_dir, collapse_events=list(trainer.monitor.events), center=trainer.loss_fn.center.detach().cpu(),
+        run_dir=run_dir, collapse_events=list(trainer.monitor.events), center=trainer.loss_fn.center.detach().cpu() if trainer.loss_fn is not None else None,
     )
 
 
