@@ -120,7 +120,7 @@ class LewelTrainer(DinoTrainer):
         return momentum
 
     def iteration(self, crops: Sequence[torch.Tensor]) -> dict:
-        cfg, it, w = self.cfg, self.step, self.lewel.loss_weight
+        it, w = self.step, self.lewel.loss_weight
         t0 = time.perf_counter()
         epoch = it // self.steps_per_epoch
         lr, wd = self.set_schedules(it)
