@@ -209,18 +209,20 @@ def _weights(args) -> int:
 def _release(args) -> int:
     from tqdm.auto import tqdm
 
-    from . import run_scores, transfers
+    from . import companions, run_scores, transfers
 
     models = _catalogue(args.profile, None)
+    comps = companions.catalogue(args.profile)
     moved = transfers.catalogue(args.profile)
     grids = transfers.selection_catalogue(args.profile)
     tables = run_scores.catalogue(args.profile)
-    every = [n for n, _ in models] + [n for n, _ in moved] + [n for n, _ in grids] + [n for n, _ in tables]
+    every = [n for n, _ in models] + [n for n, _ in comps] + [n for n, _ in moved] + [n for n, _ in grids] + [n for n, _ in tables]
     if args.names:
         unknown = sorted(set(args.names) - set(every))
         if unknown:
             raise _CliError(f"profile {args.profile!r} releases no model {unknown}; it has {every}")
         models = [(n, spec) for n, spec in models if n in set(args.names)]
+        comps = [(n, s) for n, s in comps if n in set(args.names)]
         moved = [(n, s) for n, s in moved if n in set(args.names)]
         grids = [(n, path) for n, path in grids if n in set(args.names)]
         tables = [(n, path) for n, path in tables if n in set(args.names)]
@@ -238,6 +240,19 @@ def _release(args) -> int:
         entry = release.export_artifact(path, name, args.profile, _metrics(name, spec, path), dtype=dtype_of(name),
                                         snapshots=zoo.release_snapshots(name, args.profile))
         tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
+    untrained = []
+    for name, s in tqdm(comps, desc=f"release {args.profile} companions", unit="model"):
+        path = companions.artifact_dir(s)
+        if not (path / runs.MANIFEST).is_file():
+            untrained.append(name)
+            tqdm.write(f"{name}: not in the run cache ({path}); skipped (train it with {RELEASE_PROG} companions "
+                       f"--profile {args.profile} --names {name})")
+            continue
+        entry = release.export_artifact(path, name, args.profile, runs.read_manifest(path).get("metrics", {}),
+                                        dtype=dtype_of(name), snapshots=False)
+        tqdm.write(f"{name}: {entry.key}, {len(entry.files)} files, {entry.size_bytes / 1e6:.1f} MB ({entry.dtype})")
+    if untrained:
+        print(f"{len(untrained)} of {len(comps)} companions not in the run cache, not released: {', '.join(untrained)}")
     skipped = []
     for name, s in tqdm(moved, desc=f"release {args.profile} transfers", unit="model"):
         path = transfers.artifact_dir(s)
@@ -334,7 +349,7 @@ def _scores(args) -> int:
 
         torch.set_num_threads(args.threads)
     P = profile_params("findings", args.profile)
-    todo = [r for r in run_scores.study_runs(args.profile, P)
+    todo = [r for r in run_scores.study_runs(args.profile, P) + run_scores.companion_runs(args.profile)
             if not run_scores.is_cached(r.spec, args.profile, P.n_eval, P.eval_size, P.k, P.tau, P.data_root)]
     if args.available_only:
         waiting = [r.release_name for r in todo if not run_scores.model_available(r.spec)]

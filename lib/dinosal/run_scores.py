@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import release, runs, transfer_sets, transfers, zoo
+from . import companions, release, runs, transfer_sets, transfers, zoo
 from .localisation import MethodMaps, kind_map, run_methods, score
 from .parts import part_scores, positive_share, regions_of
 
@@ -176,6 +176,8 @@ class Run:
 def _identity(spec) -> tuple[str, Any]:
     if isinstance(spec, zoo.TrainSpec):
         return "dino", zoo.model_key(spec)
+    if isinstance(spec, companions.CompanionSpec):
+        return "dino", companions.model_key(spec)
     if isinstance(spec, (transfers.TransferSpec, transfers.ExposureSpec)):
         return "transfer", transfers.model_key(spec)
     return "random", transfers.random_identity(spec)  # a random init's DinoConfig
@@ -187,6 +189,8 @@ def backbone(spec) -> torch.nn.Module:
     through the run cache, the release, or training."""
     if isinstance(spec, zoo.TrainSpec):
         return release.load_artifact_backbone(zoo.train_cached(spec)).eval()
+    if isinstance(spec, companions.CompanionSpec):
+        return release.load_artifact_backbone(companions.train_cached(spec)).eval()
     if isinstance(spec, transfers.ExposureSpec):
         return transfers.load(spec)[0]
     if isinstance(spec, transfers.TransferSpec):
@@ -293,7 +297,8 @@ def model_available(spec) -> bool:
     kind, key = _identity(spec)
     if kind == "random":
         return True
-    folder = zoo.artifact_dir(spec) if isinstance(spec, zoo.TrainSpec) else transfers.artifact_dir(spec)
+    folder = zoo.artifact_dir(spec) if isinstance(spec, zoo.TrainSpec) else \
+        companions.artifact_dir(spec) if isinstance(spec, companions.CompanionSpec) else transfers.artifact_dir(spec)
     release_kind = transfers.TRANSFER_KIND if isinstance(spec, transfers.TransferSpec) else zoo.DINO_KIND
     return (folder / runs.MANIFEST).is_file() or release.find(key, kind=release_kind) is not None
 
@@ -359,9 +364,20 @@ def study_runs(profile: str, P=None) -> list[Run]:
     return out
 
 
+def companion_runs(profile: str) -> list[Run]:
+    """The companions of ``profile`` (:mod:`dinosal.companions`: Mugs and LEWEL at each DINO recipe's budget,
+    every seed) as runs of role ``"companion"``: name ``<method>_<domain>``, ``pretrain_seed`` the run's seed."""
+    out = []
+    for name, s in companions.catalogue(profile):
+        base = name.split("__")[0]
+        out.append(Run(base, "companion", s.seed, None, s, _name(base, s.seed, None)))
+    return out
+
+
 def catalogue(profile: str) -> list[tuple[str, Path]]:
     """``[(release name, run-cache dir)]`` of the score tables ``make release`` publishes for ``profile``:
-    every run of :func:`study_runs` with the findings chapter's default parameters. Real-data profiles
+    every run of :func:`study_runs` with the findings chapter's default parameters and every companion
+    (:func:`companion_runs`). Real-data profiles
     release none (their scenes cannot be shipped)."""
     from .config import profile_params
 
@@ -370,7 +386,7 @@ def catalogue(profile: str) -> list[tuple[str, Path]]:
         return []
     data = _driving(profile, P.data_root)
     out = []
-    for r in study_runs(profile, P):
+    for r in study_runs(profile, P) + companion_runs(profile):
         out.append((r.release_name, _artifact_dir(_key(r.spec, data, P.n_eval, P.eval_size, P.k, P.tau))))
     return out
 
