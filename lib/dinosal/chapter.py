@@ -67,6 +67,18 @@ def tail_mean(log: pd.DataFrame, columns: Union[str, Sequence[str]], parts: int 
     return tail[list(columns)].mean()
 
 
+def mean_sd(df: pd.DataFrame, by: Union[str, Sequence[str]], columns: Sequence[str], digits: int = 3,
+            sort: bool = False) -> pd.DataFrame:
+    """``"mean ± sd"`` of each of ``columns`` over the rows of each group of ``by`` (one row per training run:
+    the spread over runs, sample sd with ddof 1; a group of one run shows its value alone), and ``runs``."""
+    g = df.groupby(by, sort=sort)
+    out = pd.DataFrame({"runs": g.size()})
+    for c in columns:
+        m, sd = g[c].mean(), g[c].std(ddof=1)
+        out[c] = [f"{a:.{digits}f}" if pd.isna(b) else f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(m, sd)]
+    return out
+
+
 def chance_half_width(chance: float, n: int) -> float:
     """Half the 95 % range of the accuracy of a classifier that guesses: ``1.96 sqrt(p (1 - p) / n)``.
 

@@ -512,6 +512,43 @@ FINDINGS_TABLE: dict[str, dict] = {
 
 
 # --------------------------------------------------------------------------
+# Chapter "mugs_lewel": DINO's companions beside DINO at equal compute.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompanionsParams:
+    """Chapter ``mugs_lewel``: Mugs and LEWEL (:mod:`dinosal.companions`) beside DINO, per parent recipe and seed.
+
+    Maps, CorLoc and per-part mass on the findings chapter's pre-registered test driving scenes (the same
+    score tables, :mod:`dinosal.run_scores`); k-NN on each domain's test split against the random init."""
+
+    profile: str
+    seeds: Optional[list[int]] = param(None, "pretraining seeds (None: the profile's, profiles.COMPANIONS)", min=0)
+    n_eval: int = param(200, "test driving scenes with an object (the findings chapter's: 200)", min=1)
+    eval_size: int = param(128, "px of the scenes the maps are computed on", min=SYNTHETIC_SIZE[0])
+    k: int = param(100, "LOST: lowest-degree patches (clamped to the patch count)", min=1)
+    tau: float = param(0.2, "TokenCut's graph threshold", gt=0, lt=1)
+    n_knn: int = param(500, "images per k-NN split (train and test), test split", min=1)
+    knn_k: int = param(20, "neighbours of the k-NN classifier", min=1)
+    n_show: int = param(2, "pre-registered test scenes in the figures", min=1)
+    threads: Optional[int] = param(None, "torch threads (None: torch's default)", min=1)
+    data_root: Optional[str] = param(None, "paper: folder holding bdd100k/ (input only; None: $DINOSAL_DATA)")
+
+    def __post_init__(self):
+        require(self.knn_k <= self.n_knn, "knn_k", self.knn_k, f"at most n_knn ({self.n_knn})")
+        for p in sorted(_patches(self.profile, None)):
+            require(self.eval_size % p == 0, "eval_size", self.eval_size, f"a multiple of the models' patch ({p} px)")
+
+
+COMPANIONS_TABLE: dict[str, dict] = {
+    "smoke": dict(n_eval=6, eval_size=48, k=10, n_knn=24, knn_k=5),
+    "cpu": dict(threads=2),
+    "paper": dict(),
+}
+
+
+# --------------------------------------------------------------------------
 # Every chapter: name -> (parameter dataclass, {profile: {field: value}}).
 # --------------------------------------------------------------------------
 
@@ -522,6 +559,7 @@ CHAPTERS: dict[str, tuple[type, dict[str, dict]]] = {
     "saliency": (SaliencyParams, SALIENCY_TABLE),
     "transfer": (TransferParams, TRANSFER_TABLE),
     "findings": (FindingsParams, FINDINGS_TABLE),
+    "mugs_lewel": (CompanionsParams, COMPANIONS_TABLE),
 }
 """Chapter name -> (its parameter dataclass, its table ``{profile: {field: value}}``);
 :mod:`dinosal.config` checks and resolves them."""

@@ -152,8 +152,9 @@ class ScoreKey:
 class Run:
     """One run of the study, as the findings chapter tabulates it.
 
-    name: the model's name (a zoo model ``dino_world``, ``random``, or a transfer / control
-        ``dino_world__bce_driving``); role: ``"pretrained"``, ``"arm"``, ``"control"`` or ``"knob"``;
+    name: the model's name (a zoo model ``dino_world``, ``random``, a transfer / control
+        ``dino_world__bce_driving``, or a companion ``mugs_driving``); role: ``"pretrained"``, ``"arm"``,
+        ``"control"``, ``"knob"``, or in the Mugs/LEWEL chapter ``"dino"``, ``"companion"``, ``"random"``;
     pretrain_seed: the parent's (or the pretrained model's own) pretraining seed, 0 for the recipe's;
     transfer_seed: the transfer's seed (None for a pretrained model); spec: what resolves the model
     (a zoo ``TrainSpec``, a :class:`~dinosal.transfers.TransferSpec` or exposure spec, or the random
@@ -169,8 +170,19 @@ class Run:
 
     @property
     def parent(self) -> str:
-        """The zoo model a transfer started from (the model itself for a pretrained run)."""
+        """The zoo model a transfer started from, the DINO recipe whose budget a companion shares (the model
+        itself for a pretrained run)."""
+        if isinstance(self.spec, companions.CompanionSpec):
+            return self.spec.parent
         return transfers.parse(self.name)[0] if "__" in self.name else self.name
+
+    @property
+    def method(self) -> str:
+        """How the run's backbone was pretrained: ``"mugs"``/``"lewel"`` (a companion), ``"random"`` (the
+        random init, or a transfer from it) or ``"dino"``."""
+        if isinstance(self.spec, companions.CompanionSpec):
+            return self.spec.method
+        return "random" if self.parent == "random" else "dino"
 
 
 def _identity(spec) -> tuple[str, Any]:
@@ -372,6 +384,23 @@ def companion_runs(profile: str) -> list[Run]:
         base = name.split("__")[0]
         out.append(Run(base, "companion", s.seed, None, s, _name(base, s.seed, None)))
     return out
+
+
+def comparison_runs(profile: str, seeds: Optional[Sequence[int]] = None) -> list[Run]:
+    """The runs of the Mugs/LEWEL chapter: DINO at each parent recipe of :data:`~dinosal.profiles.COMPANIONS`
+    (role ``"dino"``, the study's tables), Mugs and LEWEL at its budget (role ``"companion"``), over ``seeds``
+    (None: the profile's), and the random init (role ``"random"``, seed 0)."""
+    from .profiles import COMPANIONS
+
+    seeds = list(COMPANIONS[profile]["seeds"] if seeds is None else seeds)
+    out = []
+    for parent in COMPANIONS[profile]["parents"]:
+        r = zoo.recipe(parent, profile)
+        out += [Run(parent, "dino", s, None, zoo.train_spec(r, **({"seed": s} if s else {})), _name(parent, s, None))
+                for s in seeds]
+    out += [r for r in companion_runs(profile) if r.pretrain_seed in seeds]
+    d = transfers.spec("random__bce_driving", profile).parent_source
+    return out + [Run("random", "random", 0, None, d, _name("random", 0, None))]
 
 
 def catalogue(profile: str) -> list[tuple[str, Path]]:
