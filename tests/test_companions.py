@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinosal import companions, runs, zoo
+from dinosal import companions, runs, transfers, zoo
 from dinosal.losses import DINOLoss, QueueInfoNCE, balanced_pair_mean, byol_loss
 from dinosal.models import load_dino_backbone
 from dinosal.models.lewel import MLP1D, LewelOutputs, NeckOutput, ObjectNeck
@@ -248,3 +248,32 @@ def test_a_smoke_companion_trains_into_the_cache_and_loads(monkeypatch, tmp_path
     assert set(companions.log("lewel_driving", "smoke").columns) >= {"loss", "instance", "object", "target_std"}
     again, card2 = companions.get("lewel_driving", "smoke")
     assert card2.source == "run cache" and torch.equal(again.cls_token, backbone.cls_token)
+
+
+def test_a_lewel_release_carries_its_neck_and_its_maps_score(monkeypatch, tmp_path):
+    from dinosal import release, transfer_sets
+
+    monkeypatch.setenv("DINOSAL_CACHE", str(tmp_path / "cache"))
+    s = companions.spec("lewel_driving", "smoke", progress=False, num_workers=0)
+    path = companions.train_cached(s)
+    entry = release.export_artifact(path, "lewel_driving", "smoke", snapshots=False, root=tmp_path / "weights")
+    assert "neck.safetensors" in entry.files
+    mugs = companions.train_cached(companions.spec("mugs_driving", "smoke", progress=False, num_workers=0))
+    assert "neck.safetensors" not in release.export_artifact(mugs, "mugs_driving", "smoke", snapshots=False,
+                                                             root=tmp_path / "weights").files
+    copy = release.materialise(release.find(entry.key, root=tmp_path / "weights"), cache_root=tmp_path / "other")
+    trained, released = release.load_artifact_neck(path), release.load_artifact_neck(copy)
+    assert set(trained) == set(released)
+    assert torch.allclose(trained["proj.mlp.0.weight"], released["proj.mlp.0.weight"], atol=1e-2)  # float16
+    with pytest.raises(FileNotFoundError, match="no LEWEL neck"):
+        release.load_artifact_neck(mugs)
+    net = companions.lewel_network("lewel_driving", "smoke")
+    scenes = [sc for _, sc in transfer_sets.preregistered_scenes(
+        transfers.spec("random__bce_driving", "smoke").data, 2, 32, patch=8)]
+    grid = companions.alignment_grid(net, [sc.image for sc in scenes])
+    assert grid.shape == (2, 32, 4, 4) and np.allclose(grid.sum((2, 3)), 1, atol=1e-5)
+    ratios = companions.alignment_ratios(net, [sc.image for sc in scenes],
+                                         [transfer_sets.scene_truth(sc) for sc in scenes], ["objects", "road"])
+    assert ratios.shape == (32, 2) and (ratios.values >= 0).all()
+    with pytest.raises(ValueError, match="only LEWEL"):
+        companions.lewel_network("mugs_driving", "smoke")

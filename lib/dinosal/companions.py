@@ -27,17 +27,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+import pandas as pd
 import torch
 
 from . import release, runs, zoo
+from .features import patch_size_of, to_batch
+from .parts import part_scores
 from .profiles import COMPANIONS
+from .models.lewel import LewelWrapper
 from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, DinoConfig
 from .train.lewel import train_lewel
 from .train.method_config import METHODS, LewelConfig, MugsConfig
 from .train.mugs import train_mugs
 
 __all__ = ["CompanionKey", "CompanionSpec", "names", "spec", "key_view", "model_key", "artifact_dir",
-           "train_cached", "resolve", "get", "catalogue", "log", "METHOD_NAMES"]
+           "train_cached", "resolve", "get", "lewel_network", "alignment_grid", "alignment_ratios", "catalogue", "log", "METHOD_NAMES"]
 
 KIND = zoo.DINO_KIND
 METHOD_NAMES = {"mugs": "Mugs", "lewel": "LEWEL", "dino": "DINO"}
@@ -183,6 +188,39 @@ def get(name: str, profile: str, **run_control) -> tuple[torch.nn.Module, zoo.Mo
                          int(manifest.get("training", {}).get("steps", 0)),
                          float(manifest["timings"]["build_seconds"]), str(path), source)
     return model.eval(), card
+
+
+def lewel_network(name: str, profile: str) -> LewelWrapper:
+    """The teacher of LEWEL companion ``name`` with its neck (eval mode): ``.alignment_maps(images)`` gives
+    its alignment maps. The neck comes from the training checkpoint or the release
+    (:func:`dinosal.release.load_artifact_neck`). ``ValueError`` for a Mugs companion."""
+    s = spec(name, profile)
+    if s.method != "lewel":
+        raise ValueError(f"companions: {name!r} is a {METHOD_NAMES[s.method]} run; only LEWEL has alignment maps")
+    path, _ = resolve(s)
+    net = LewelWrapper(release.load_artifact_backbone(path), s.options.hidden, s.options.out_dim, s.options.num_heads,
+                       predictors=False)
+    net.head["neck"].load_state_dict(release.load_artifact_neck(path))
+    return net.eval()
+
+
+def alignment_grid(net: LewelWrapper, images, batch: int = 50) -> np.ndarray:
+    """LEWEL's alignment maps of ``images`` (``(H, W, 3)`` uint8 of one size, sides multiples of the patch)
+    on the patch grid, ``(B, k, rows, cols)``, each summing to 1 over the grid."""
+    return np.concatenate([net.alignment_maps(to_batch(list(images[lo: lo + batch]))).numpy()
+                           for lo in range(0, len(images), batch)])
+
+
+def alignment_ratios(net: LewelWrapper, images, truths, parts) -> pd.DataFrame:
+    """For each alignment map (rows, by index) and part (columns): the pooled relevance mass ratio over the
+    scenes -- the map's mass share inside the part over the part's area share, summed over the images
+    (:attr:`dinosal.parts.PartScores.ratio`; 1: the map covers the part as its area would), each map
+    repeated over its patch's pixels. ``truths``: per image a ground truth with the parts
+    (:func:`dinosal.transfer_sets.scene_truth`)."""
+    grid, p = alignment_grid(net, images), patch_size_of(net.backbone)
+    rows = [part_scores(list(grid[:, j].repeat(p, axis=1).repeat(p, axis=2)), truths, parts).ratio
+            for j in range(grid.shape[1])]
+    return pd.DataFrame(rows, columns=list(parts)).rename_axis("map")
 
 
 def catalogue(profile: str) -> list[tuple[str, CompanionSpec]]:

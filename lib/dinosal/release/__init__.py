@@ -110,6 +110,7 @@ from .store import (
 from .tensors import (
     backbone_digest,
     load_artifact_backbone,
+    load_artifact_neck,
     load_artifact_classifier,
     load_backbone,
     load_classifier,
@@ -123,6 +124,6 @@ __all__ = [
     "ENTRY_FILE", "WEIGHTS_FILE", "PARENT_BACKBONE", "Entry", "ReleaseIntegrityError", "release_root", "entries",
     "find",
     "export_artifact", "verify", "withdraw", "materialise", "load_backbone", "load_snapshot", "snapshot_paths",
-    "load_artifact_backbone", "load_classifier", "load_artifact_classifier", "compare", "sha256_file", "git_commit",
+    "load_artifact_backbone", "load_artifact_neck", "load_classifier", "load_artifact_classifier", "compare", "sha256_file", "git_commit",
     "backbone_digest",
 ]

@@ -150,6 +150,25 @@ def _expected_digest(folder: Path, rel: str) -> Optional[str]:
     return None
 
 
+NECK_FILE = "neck.safetensors"
+"""A LEWEL companion's extra released file: its teacher's neck (``head.neck.*``, what makes the alignment maps)."""
+
+
+def load_artifact_neck(artifact_dir) -> dict[str, torch.Tensor]:
+    """The teacher's ``head.neck.*`` tensors (prefix dropped, float32) of a LEWEL ``dino`` artifact: from its
+    ``checkpoint.pth`` when trained here, else its released :data:`NECK_FILE` (sha256 checked against the
+    manifest). Raises ``FileNotFoundError`` for an artifact that has neither (not a LEWEL run)."""
+    folder = Path(artifact_dir)
+    if (folder / CHECKPOINT).is_file():
+        ckpt = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
+        state = {k[len("head.neck."):]: v for k, v in ckpt.get("teacher", {}).items() if k.startswith("head.neck.")}
+        if state:
+            return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    if (folder / NECK_FILE).is_file():
+        return _read_safetensors(folder / NECK_FILE, _expected_digest(folder, NECK_FILE))
+    raise FileNotFoundError(f"{folder}: no LEWEL neck (neither a training checkpoint with head.neck.* nor {NECK_FILE})")
+
+
 def _load(folder: Path, rel: str) -> torch.nn.Module:
     model = _network(_read_json(folder / CONFIG_JSON), folder / CONFIG_JSON)
     path = folder / rel
