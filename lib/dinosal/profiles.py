@@ -172,7 +172,7 @@ first trained recipe."""
 # DINO's companions (dinosal.companions): Mugs and LEWEL trained with a DINO recipe's network, data, crops,
 # steps and optimiser, for each parent below and each seed. Fields of MugsConfig / LewelConfig, scaled down
 # for the CPU beside the official defaults those classes record (heads 2048/4096 wide, queues and memory
-# of 65,536). The cpu sizes keep a step within 1.2x of DINO's (bench: the companions chapter's table).
+# of 65,536). benchmarks/bench_companions_step.py prints what a step of each costs against DINO's.
 COMPANIONS: dict[str, dict] = {
     "smoke": {"parents": ("dino_world", "dino_driving"), "seeds": (0,),
               "mugs": dict(head_hidden=64, out_dim=32, predictor_hidden=64, queue_size=64, memory_size=32, top_n=4),
