@@ -277,3 +277,16 @@ def test_a_lewel_release_carries_its_neck_and_its_maps_score(monkeypatch, tmp_pa
     assert ratios.shape == (32, 2) and (ratios.values >= 0).all()
     with pytest.raises(ValueError, match="only LEWEL"):
         companions.lewel_network("mugs_driving", "smoke")
+
+
+@pytest.mark.parametrize("name", companions.names("cpu"))
+def test_every_cpu_companion_is_released_with_its_current_key(name, monkeypatch):
+    """A change to a companion's recipe or options without its re-released run fails here, as for the zoo."""
+    from dinosal import release
+
+    monkeypatch.delenv(release.WEIGHTS_ENV, raising=False)
+    entry = next((e for e in release.entries("cpu") if e.name == name), None)
+    assert entry is not None, f"{name}: not released (python -m dinosal.cli companions, then make release)"
+    assert entry.key == companions.model_key(companions.spec(name, "cpu")), f"{name}: released under another key"
+    assert "log.csv" in entry.files and (name.startswith("mugs") or "neck.safetensors" in entry.files)
+    assert entry.metrics.get("corloc") is not None

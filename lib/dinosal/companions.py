@@ -92,7 +92,7 @@ def _name(method: str, parent: str, seed: int) -> str:
 def names(profile: str, method: Optional[str] = None, parent: Optional[str] = None) -> list[str]:
     """Every companion of ``profile`` (optionally one method's, one parent's), seeds in order."""
     t = _table(profile)
-    return [_name(m, p, s) for m in METHODS for p in t["parents"] for s in t["seeds"]
+    return [_name(m, p, s) for m in METHODS for p, seeds in t["parents"].items() for s in seeds
             if (method is None or m == method) and (parent is None or p == parent)]
 
 
@@ -101,7 +101,7 @@ def spec(name: str, profile: str, **run_control) -> CompanionSpec:
     fields (threads, progress, num_workers, ...). ``KeyError`` for a name the profile does not have,
     ``ValueError`` for a field that is not run control."""
     t = _table(profile)
-    found = {_name(m, p, s): (m, p, s) for m in METHODS for p in t["parents"] for s in t["seeds"]}
+    found = {_name(m, p, s): (m, p, s) for m in METHODS for p, seeds in t["parents"].items() for s in seeds}
     if name not in found:
         raise KeyError(f"companions: {name!r} is not a companion of profile {profile!r}; it has {sorted(found)}")
     bad = set(run_control) - set(RUN_CONTROL_FIELDS)

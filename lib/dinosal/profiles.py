@@ -174,16 +174,16 @@ first trained recipe."""
 # for the CPU beside the official defaults those classes record (heads 2048/4096 wide, queues and memory
 # of 65,536). benchmarks/bench_companions_step.py prints what a step of each costs against DINO's.
 COMPANIONS: dict[str, dict] = {
-    "smoke": {"parents": ("dino_world", "dino_driving"), "seeds": (0,),
+    "smoke": {"parents": {"dino_world": (0,), "dino_driving": (0,)},
               "mugs": dict(head_hidden=64, out_dim=32, predictor_hidden=64, queue_size=64, memory_size=32, top_n=4),
               "lewel": dict(hidden=64, out_dim=32, num_heads=4)},
-    "cpu": {"parents": ("dino_world", "dino_driving"), "seeds": (0, 1, 2),
+    "cpu": {"parents": {"dino_world": (0, 1, 2), "dino_driving": (0, 1, 2)},
             "mugs": dict(head_hidden=1024, out_dim=128, predictor_hidden=1024, queue_size=2048, memory_size=1024,
                          top_n=8),
             "lewel": dict(hidden=1024, out_dim=128, num_heads=4)},
 }
-"""Profile -> ``parents`` (DINO recipes whose budget the companions share), ``seeds`` (pretraining seeds,
-each a run) and each companion's configuration fields."""
+"""Profile -> ``parents`` (DINO recipe whose budget the companions share -> its pretraining seeds, each a
+run of each companion) and each companion's configuration fields."""
 
 
 def zoo_models(profile: str) -> tuple[str, ...]:

@@ -388,17 +388,16 @@ def companion_runs(profile: str) -> list[Run]:
 
 def comparison_runs(profile: str, seeds: Optional[Sequence[int]] = None) -> list[Run]:
     """The runs of the Mugs/LEWEL chapter: DINO at each parent recipe of :data:`~dinosal.profiles.COMPANIONS`
-    (role ``"dino"``, the study's tables), Mugs and LEWEL at its budget (role ``"companion"``), over ``seeds``
-    (None: the profile's), and the random init (role ``"random"``, seed 0)."""
+    (role ``"dino"``, the study's tables), Mugs and LEWEL at its budget (role ``"companion"``), over the
+    parent's seeds in the profile (only those among ``seeds`` when given), and the random init (role ``"random"``, seed 0)."""
     from .profiles import COMPANIONS
 
-    seeds = list(COMPANIONS[profile]["seeds"] if seeds is None else seeds)
     out = []
-    for parent in COMPANIONS[profile]["parents"]:
+    for parent, own in COMPANIONS[profile]["parents"].items():
         r = zoo.recipe(parent, profile)
         out += [Run(parent, "dino", s, None, zoo.train_spec(r, **({"seed": s} if s else {})), _name(parent, s, None))
-                for s in seeds]
-    out += [r for r in companion_runs(profile) if r.pretrain_seed in seeds]
+                for s in own if seeds is None or s in seeds]
+    out += [r for r in companion_runs(profile) if seeds is None or r.pretrain_seed in seeds]
     d = transfers.spec("random__bce_driving", profile).parent_source
     return out + [Run("random", "random", 0, None, d, _name("random", 0, None))]
 
