@@ -22,7 +22,6 @@ Floor 3, beside :mod:`dinosal.exposure`, over :mod:`dinosal.zoo` and :mod:`dinos
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -36,7 +35,8 @@ from .features import patch_size_of, to_batch
 from .parts import part_scores
 from .profiles import COMPANIONS
 from .models.lewel import LewelWrapper
-from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, DinoConfig
+from .train.runtime import adopt_run
+from .train.dino import LOG_CSV, RUN_CONTROL_FIELDS, DinoConfig
 from .train.lewel import train_lewel
 from .train.method_config import METHODS, LewelConfig, MugsConfig
 from .train.mugs import train_mugs
@@ -150,10 +150,7 @@ def train_cached(s: CompanionSpec, rebuild: bool = False, use_release: bool = Tr
         images = zoo.training_set(s.train)
         trainer = train_mugs if s.method == "mugs" else train_lewel
         result = trainer(s.dino, s.options, images, run_dir=work)
-        for f in (CHECKPOINT, LOG_CSV, SNAPSHOT_DIR):
-            if (work / f).exists():
-                shutil.move(str(work / f), str(tmp / f))
-        shutil.rmtree(work, ignore_errors=True)
+        adopt_run(work, tmp)
         last = result.log[-1] if result.log else {}
         extra = {"machine": {**runs.machine(), "torch_threads": s.dino.threads or torch.get_num_threads()},
                  "training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),

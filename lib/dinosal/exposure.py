@@ -36,13 +36,13 @@ Floor 3, under :mod:`dinosal.transfers`, over :mod:`dinosal.transfer_sets`.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from . import release, runs, transfer_sets, zoo
-from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, DinoConfig, train_dino
+from .train.runtime import adopt_run
+from .train.dino import RUN_CONTROL_FIELDS, DinoConfig, train_dino
 from .train.transfer_config import TransferConfig
 from .transfer_sets import TaskData
 
@@ -147,10 +147,7 @@ def train_cached(s: ExposureSpec, rebuild: bool = False, use_release: bool = Tru
         parent_path, source = zoo.resolve(s.parent_source)
         init = release.load_artifact_backbone(parent_path).state_dict()
         result = train_dino(s.dino, transfer_sets.task_set(s.data, "train"), run_dir=work, init_backbone=init)
-        for f in (CHECKPOINT, LOG_CSV, SNAPSHOT_DIR):
-            if (work / f).exists():
-                shutil.move(str(work / f), str(tmp / f))
-        shutil.rmtree(work, ignore_errors=True)
+        adopt_run(work, tmp)
         last = result.log[-1] if result.log else {}
         return {"training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),
                              "final": {k: last.get(k) for k in ("loss", "teacher_entropy", "kl")}},

@@ -56,7 +56,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -68,7 +67,7 @@ from . import exposure, release, runs, transfer_sets, zoo
 from .exposure import ExposureSpec
 from .profiles import PROBE_SUFFIX, TRANSFER_ARMS, TRANSFER_CONTROLS, TRANSFER_TASKS, TransferControl, TransferTask
 from .profiles import transfer_names
-from .train.runtime import SNAPSHOT_DIR
+from .train.runtime import adopt_run
 from .train.transfer import CHECKPOINT, LOG_CSV, backbone_from_file, train_transfer
 from .train.transfer_config import RUN_CONTROL_FIELDS, TransferConfig
 from .train.transfer_data import evaluate_transfer
@@ -329,10 +328,7 @@ def train_cached(s: TransferSpec, rebuild: bool = False, use_release: bool = Tru
         backbone, source = parent_backbone(s)
         train = transfer_sets.task_set(s.data, "train")
         result = train_transfer(s.config, backbone, train, run_dir=work)
-        for f in (CHECKPOINT, LOG_CSV, SNAPSHOT_DIR):
-            if (work / f).exists():
-                shutil.move(str(work / f), str(tmp / f))
-        shutil.rmtree(work, ignore_errors=True)
+        adopt_run(work, tmp, CHECKPOINT, LOG_CSV)
         val = transfer_sets.task_set(s.data, "validation", s.data.n_val)
         scores = evaluate_transfer(result.model, val, s.config.img_size, s.config.loss, s.config.eval_batch_size,
                                    result.class_names)

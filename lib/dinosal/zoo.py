@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -59,7 +58,8 @@ from . import knn, release, runs
 from .data.multicrop import MultiCropConfig
 from .models import create_vit, load_dino_backbone, load_dino_timm, official_weights_path
 from .profiles import DINO_RECIPES, DinoRecipe
-from .train.dino import CHECKPOINT, LOG_CSV, RUN_CONTROL_FIELDS, SNAPSHOT_DIR, DinoConfig, train_dino
+from .train.runtime import adopt_run
+from .train.dino import RUN_CONTROL_FIELDS, DinoConfig, train_dino
 
 __all__ = ["ModelCard", "TrainSpec", "names", "recipe", "train_spec", "train_cached", "model_key", "data_identity",
            "get", "initial_backbone", "snapshots", "SPLIT_SEED_OFFSETS", "split_config", "held_out_samples",
@@ -257,10 +257,7 @@ def train_cached(spec: TrainSpec, rebuild: bool = False, use_release: bool = Tru
             raise RuntimeError(f"zoo: the files under {_folder_root(spec)} changed while the run was being "
                                "keyed; run again")
         result = train_dino(spec.dino, images, run_dir=work)
-        for f in (CHECKPOINT, LOG_CSV, SNAPSHOT_DIR):
-            if (work / f).exists():
-                shutil.move(str(work / f), str(tmp / f))
-        shutil.rmtree(work, ignore_errors=True)
+        adopt_run(work, tmp)
         last = result.log[-1] if result.log else {}
         extra = {"machine": {**runs.machine(), "torch_threads": spec.dino.threads or torch.get_num_threads()},
                  "training": {"steps": result.steps, "seconds_this_call": round(result.seconds, 1),

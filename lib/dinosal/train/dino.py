@@ -93,34 +93,11 @@ from .runtime import save_run, setup_distributed, snapshot_path, write_log_csv
 from .sampling import AugmentedDataset, StepSampler
 from .updates import cancel_last_layer_grads, clip_gradients_per_tensor, ema_update, param_groups
 
-__all__ = [
-    "CollapseConfig",
-    "DinoConfig",
-    "RUN_CONTROL_FIELDS",
-    "CollapseMonitor",
-    "CollapseEvent",
-    "TeacherCollapseError",
-    "NonFiniteLossError",
-    "StepSampler",
-    "AugmentedDataset",
-    "DinoTrainer",
-    "DinoResult",
-    "param_groups",
-    "clip_gradients_per_tensor",
-    "cancel_last_layer_grads",
-    "ema_update",
-    "train_dino",
-    "run_trainer",
-    "training_loader",
-    "config_help",
-    "result_config",
-    "write_log_csv",
-    "snapshot_path",
-    "CHECKPOINT",
-    "LOG_CSV",
-    "SNAPSHOT_DIR",
-    "RUN_MARKER",
-]
+__all__ = ["CollapseConfig", "DinoConfig", "RUN_CONTROL_FIELDS", "CollapseMonitor", "CollapseEvent",
+           "TeacherCollapseError", "NonFiniteLossError", "StepSampler", "AugmentedDataset", "DinoTrainer",
+           "DinoResult", "param_groups", "clip_gradients_per_tensor", "cancel_last_layer_grads", "ema_update",
+           "train_dino", "run_trainer", "training_loader", "config_help", "result_config", "write_log_csv",
+           "snapshot_path", "CHECKPOINT", "LOG_CSV", "SNAPSHOT_DIR", "RUN_MARKER"]
 
 CHECKPOINT = "checkpoint.pth"
 LOG_CSV = "log.csv"
@@ -211,14 +188,23 @@ class DinoTrainer:
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         """Student and teacher (in that order, drawn from the RNG in that order): backbone + DINO head
         each; the student carries iBOT's mask token when the patch term is on."""
-        cfg = self.cfg
 
         def build(drop_path, mask_token=False):
-            backbone = create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path,
-                                  pos_interp=cfg.pos_interp)
+            backbone = self.new_backbone(drop_path)
             return MultiCropWrapper(backbone, self.dino_head(backbone.embed_dim), mask_token=mask_token)
 
-        return build(cfg.drop_path, mask_token=cfg.ibot), build(0.0)
+        return build(self.cfg.drop_path, mask_token=self.cfg.ibot), build(0.0)
+
+    def new_backbone(self, drop_path: float) -> nn.Module:
+        """A ViT of this config at random init (the RNG's next draws)."""
+        cfg = self.cfg
+        return create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path,
+                          pos_interp=cfg.pos_interp)
+
+    def refuse_dino_terms(self, method: str) -> None:
+        """``ValueError`` when the config switches on a DINO-only term (iBOT, KoLeo) another objective lacks."""
+        if self.cfg.ibot or self.cfg.koleo_weight > 0:
+            raise ValueError(f"{type(self).__name__}: the DINO config switches on iBOT or KoLeo; {method} has neither")
 
     def dino_head(self, embed_dim: int) -> nn.Module:
         """The DINO projection head of this config (also Mugs' group head)."""
@@ -340,16 +326,8 @@ class DinoTrainer:
         self.optimise(loss, epoch)
         momentum = self.update_teacher(it)
 
-        stats = torch.tensor(
-            [out.loss.item(), koleo.item(), out.teacher_entropy,
-             out.teacher_marginal_entropy, out.kl, out.teacher_max_prob] + extra,
-            dtype=torch.float64,
-        )
-        if self.dist.world > 1:
-            stats = stats.to(self.device)
-            dist.all_reduce(stats)
-            stats = (stats / self.dist.world).cpu()
-        s = stats.tolist()
+        s = self.reduce_stats([out.loss.item(), koleo.item(), out.teacher_entropy,
+                               out.teacher_marginal_entropy, out.kl, out.teacher_max_prob] + extra)
         row = {
             "step": it, "epoch": epoch, "loss": s[0], "koleo": s[1],
             "teacher_entropy": s[2], "teacher_marginal_entropy": s[3], "kl": s[4],
@@ -359,13 +337,28 @@ class DinoTrainer:
         }
         if patch is not None:  # iBOT: the patch term (unweighted), the share of masked patches, its temperature
             row.update(ibot=s[6], ibot_masked=s[7], ibot_teacher_temp=p_out.teacher_temp)
+        return self.finish_row(row)
+
+    def reduce_stats(self, values: Sequence[float]) -> list[float]:
+        """The step's scalar diagnostics averaged over every process (themselves in one process)."""
+        stats = torch.tensor(list(values), dtype=torch.float64)
+        if self.dist.world > 1:
+            stats = stats.to(self.device)
+            dist.all_reduce(stats)
+            stats = (stats / self.dist.world).cpu()
+        return stats.tolist()
+
+    def finish_row(self, row: dict, watch: bool = True) -> dict:
+        """Close step ``row["step"]``: advance the step, let the collapse monitor read the row's teacher
+        entropies (``watch``; a row without a teacher softmax passes False), append the row to the log.
+        Raises :class:`TeacherCollapseError` for a collapse under ``collapse.action='stop'``."""
         self.step += 1
-        event = self.monitor.update(it, row["teacher_entropy"],
-                                    row["teacher_marginal_entropy"])
+        event = self.monitor.update(row["step"], row["teacher_entropy"], row["teacher_marginal_entropy"]) \
+            if watch else None
         if event is not None:
             row["collapse"] = event.kind
         self.log.append(row)
-        if event is not None and cfg.collapse.action == "stop":
+        if event is not None and self.cfg.collapse.action == "stop":
             raise TeacherCollapseError(event, self.log)
         return row
 

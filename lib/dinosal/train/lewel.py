@@ -24,11 +24,9 @@ import time
 from typing import Optional, Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
 from ..losses import byol_loss
-from ..models import create_vit
 from ..models.lewel import LewelOutputs, LewelWrapper, NeckOutput
 from .dino import DinoResult, DinoTrainer, result_config, run_trainer
 from .dino_config import DinoConfig
@@ -75,22 +73,16 @@ class LewelTrainer(DinoTrainer):
 
     def __init__(self, cfg: DinoConfig, lewel: LewelConfig, steps_per_epoch: int,
                  dist_info: Optional[Dist] = None) -> None:
-        if cfg.ibot or cfg.koleo_weight > 0:
-            raise ValueError("LewelTrainer: the DINO config switches on iBOT or KoLeo; LEWEL has neither")
+        self.cfg, self.lewel = cfg, lewel
+        self.refuse_dino_terms("LEWEL")
         if cfg.crops.n_global != 2:
             raise ValueError(f"LewelTrainer: LEWEL compares two views; the crops have n_global={cfg.crops.n_global}")
-        self.lewel = lewel
         super().__init__(cfg, steps_per_epoch, dist_info)
 
     def build_networks(self):
-        cfg, m = self.cfg, self.lewel
-
-        def build(drop_path: float, online: bool) -> LewelWrapper:
-            backbone = create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path,
-                                  pos_interp=cfg.pos_interp)
-            return LewelWrapper(backbone, m.hidden, m.out_dim, m.num_heads, predictors=online)
-
-        return build(cfg.drop_path, True), build(0.0, False)
+        m = self.lewel
+        return tuple(LewelWrapper(self.new_backbone(drop_path), m.hidden, m.out_dim, m.num_heads, predictors=online)
+                     for drop_path, online in ((self.cfg.drop_path, True), (0.0, False)))
 
     def build_losses(self, scale_balance: bool = False) -> None:
         self.loss_fn, self.ibot_loss = None, None
@@ -143,19 +135,11 @@ class LewelTrainer(DinoTrainer):
             spread = z.std(0).mean() * math.sqrt(z.shape[1])
             maps = t.neck.maps.float()
             ent = -(maps * maps.clamp_min(1e-30).log()).sum(-1).mean() / math.log(maps.shape[-1])
-        stats = torch.tensor([loss.item(), (i12 + i21).item(), (o12 + o21).item(), float(spread), float(ent)],
-                             dtype=torch.float64)
-        if self.dist.world > 1:
-            stats = stats.to(self.device)
-            dist.all_reduce(stats)
-            stats = (stats / self.dist.world).cpu()
-        v = stats.tolist()
+        v = self.reduce_stats([loss.item(), (i12 + i21).item(), (o12 + o21).item(), float(spread), float(ent)])
         row = {"step": it, "epoch": epoch, "loss": v[0], "instance": v[1], "object": v[2], "target_std": v[3],
                "map_entropy": v[4], "lr": lr, "wd": wd, "momentum": momentum,
                "step_seconds": time.perf_counter() - t0, "collapse": ""}
-        self.step += 1
-        self.log.append(row)
-        return row
+        return self.finish_row(row, watch=False)
 
 
 def train_lewel(cfg: DinoConfig, lewel: LewelConfig, dataset, run_dir=None, transform=None) -> DinoResult:

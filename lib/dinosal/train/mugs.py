@@ -28,15 +28,13 @@ import time
 from typing import Optional, Sequence
 
 import torch
-import torch.distributed as dist
 
 from ..losses import QueueInfoNCE, gather_rows
-from ..models import create_vit
 from ..models.mugs import MugsWrapper
 from .dino import DinoResult, DinoTrainer, result_config, run_trainer
 from .dino_config import DinoConfig
 from .method_config import MugsConfig, method_json
-from .monitor import NonFiniteLossError, TeacherCollapseError
+from .monitor import NonFiniteLossError
 from .runtime import Dist
 
 __all__ = ["MugsTrainer", "train_mugs"]
@@ -54,21 +52,19 @@ class MugsTrainer(DinoTrainer):
 
     def __init__(self, cfg: DinoConfig, mugs: MugsConfig, steps_per_epoch: int,
                  dist_info: Optional[Dist] = None) -> None:
-        if cfg.ibot or cfg.koleo_weight > 0:
-            raise ValueError("MugsTrainer: the DINO config switches on iBOT or KoLeo; Mugs has neither")
-        self.mugs = mugs
+        self.cfg, self.mugs = cfg, mugs
+        self.refuse_dino_terms("Mugs")
         super().__init__(cfg, steps_per_epoch, dist_info)
 
     def build_networks(self):
-        cfg, m = self.cfg, self.mugs
+        m = self.mugs
 
         def build(drop_path: float, student: bool) -> MugsWrapper:
-            backbone = create_vit(cfg.arch, patch=cfg.patch, img_size=cfg.img_size, drop_path=drop_path,
-                                  pos_interp=cfg.pos_interp)
+            backbone = self.new_backbone(drop_path)
             return MugsWrapper(backbone, self.dino_head(backbone.embed_dim), m.head_hidden, m.out_dim,
                                m.predictor_hidden if student else 0, m.memory_size, m.top_n)
 
-        return build(cfg.drop_path, True), build(0.0, False)
+        return build(self.cfg.drop_path, True), build(0.0, False)
 
     def build_losses(self, scale_balance: bool = True) -> None:
         super().build_losses(scale_balance=True)
@@ -112,27 +108,14 @@ class MugsTrainer(DinoTrainer):
         self.optimise(loss, epoch)
         momentum = self.update_teacher(it)
 
-        stats = torch.tensor([loss.item(), group.loss.item(), inst.loss.item(), local.loss.item(),
-                              group.teacher_entropy, group.teacher_marginal_entropy, group.kl, group.teacher_max_prob,
-                              inst.accuracy, local.accuracy], dtype=torch.float64)
-        if self.dist.world > 1:
-            stats = stats.to(self.device)
-            dist.all_reduce(stats)
-            stats = (stats / self.dist.world).cpu()
-        v = stats.tolist()
+        v = self.reduce_stats([loss.item(), group.loss.item(), inst.loss.item(), local.loss.item(),
+                               group.teacher_entropy, group.teacher_marginal_entropy, group.kl, group.teacher_max_prob,
+                               inst.accuracy, local.accuracy])
         row = {"step": it, "epoch": epoch, "loss": v[0], "group": v[1], "instance": v[2], "local_group": v[3],
                "teacher_entropy": v[4], "teacher_marginal_entropy": v[5], "kl": v[6], "teacher_max_prob": v[7],
                "instance_accuracy": v[8], "local_group_accuracy": v[9], "lr": lr, "wd": wd, "momentum": momentum,
                "teacher_temp": group.teacher_temp, "step_seconds": time.perf_counter() - t0, "collapse": ""}
-        self.step += 1
-        event = self.monitor.update(it, row["teacher_entropy"], row["teacher_marginal_entropy"]) \
-            if "group" in self.mugs.granularities else None
-        if event is not None:
-            row["collapse"] = event.kind
-        self.log.append(row)
-        if event is not None and cfg.collapse.action == "stop":
-            raise TeacherCollapseError(event, self.log)
-        return row
+        return self.finish_row(row, watch="group" in self.mugs.granularities)
 
 
 def train_mugs(cfg: DinoConfig, mugs: MugsConfig, dataset, run_dir=None, transform=None) -> DinoResult:

@@ -24,6 +24,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,15 @@ def save_run(trainer, run_dir: Optional[Path], checkpoint: str, log: str) -> Non
         return
     atomic_torch_save(trainer.state_dict(), Path(run_dir) / checkpoint)
     write_log_csv(trainer.log, Path(run_dir) / log)
+
+
+def adopt_run(work: Path, dest: Path, checkpoint: str = "checkpoint.pth", log: str = "log.csv") -> None:
+    """Move a finished run's checkpoint, log and snapshots from its work folder ``work`` into ``dest`` (a
+    run-cache artifact being built), then remove ``work``: what every cached training does after training."""
+    for f in (checkpoint, log, SNAPSHOT_DIR):
+        if (Path(work) / f).exists():
+            shutil.move(str(Path(work) / f), str(Path(dest) / f))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def snapshot_path(run_dir, step: int) -> Path:
