@@ -123,3 +123,36 @@ def test_saliency_figure_layout_and_shared_norm(setup):
     # box panels hold the GT and the predicted rectangle
     box_axes = [fig.axes[r * ncol + c] for r in range(2) for c in range(ncol) if titles[c].endswith("box")]
     assert len(box_axes) == 4 and all(len(ax.patches) == 2 for ax in box_axes)
+
+
+def test_explorer_draws_each_method_on_the_book_scale_of_its_kind(setup):
+    """The explorer's colours follow the figures' rules (dinosal.viz_panels): one log scale labelled
+    in degrees for LOST's inverse degree and composite, attention relative to the head's mean."""
+    from matplotlib.colors import LogNorm
+
+    from dinosal import viz_panels
+
+    models, _, samples = setup
+    ex = SaliencyExplorer(samples, models)
+
+    def drawn(view):
+        ax = view.figure.axes[0]
+        labels = [a.get_ylabel() for a in view.figure.axes if a.get_label() == "<colorbar>"]
+        return ax.get_images()[-1], labels
+
+    im, labels = drawn(ex.update(image=0, method="LOST degree", k=5))
+    assert isinstance(im.norm, LogNorm) and labels == ["degree (log)"]
+    im, labels = drawn(ex.update(method="attention mean"))
+    assert im.norm is viz_panels.ATTENTION.norm and labels == [viz_panels.ATTENTION.label]
+    im, _ = drawn(ex.update(method="LOST composite"))
+    assert np.ma.getmaskarray(im.get_array()).any()          # cells outside LOST's region stay uncoloured
+    im, _ = drawn(ex.update(method="TokenCut"))
+    assert im.norm is viz_panels.EIGVEC.norm
+    # a fixed degree scale (e.g. a chapter's, over all its images) is used for every image and model
+    fixed = viz_panels.degree_kind([np.array([[0.01, 0.5]])])
+    ex = SaliencyExplorer(samples, models, degree=fixed)
+    for image, model in ((0, "random_a"), (1, "random_b")):
+        im, _ = drawn(ex.update(image=image, model=model, method="LOST degree", k=5))
+        assert im.norm is fixed.norm
+    im, _ = drawn(ex.update(method="LOST composite"))
+    assert (im.norm.vmin, im.norm.vmax) == (fixed.norm.vmin, fixed.norm.vmax)

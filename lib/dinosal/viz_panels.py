@@ -52,7 +52,9 @@ The rules, per kind:
 :func:`paper_panels` draws the three paper panels (images x models, large);
 :func:`more_panels` draws the rest (attention heads, their mean, TokenCut's
 eigenvector) as a second figure. :func:`show` and :func:`colour_bar` draw one
-panel kind anywhere else (a tau sweep, a gallery). Figures are
+panel kind anywhere else (a tau sweep, a gallery). :func:`ratio_figure` draws
+where the maps' mass goes (mass share / area share per model and region, one
+heat map per map, stacked; :data:`RATIO`). Figures are
 :data:`FIGURE_INCHES` wide, so that with the inline backend's margins they
 fill the page (:data:`PAGE_INCHES`) unshrunk and a font size in points is the
 size the reader sees (:func:`displayed_font_sizes`).
@@ -77,7 +79,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from .viz import CMAP, DIVERGING_CMAP, GT_COLOR, LABEL_SIZE, PRED_COLOR, draw_boxes, overlay
+from .viz import CMAP, DIVERGING_CMAP, GT_COLOR, LABEL_SIZE, MISSING, PRED_COLOR, draw_boxes, overlay
 
 __all__ = [
     "PAGE_INCHES",
@@ -97,6 +99,9 @@ __all__ = [
     "colour_bar",
     "paper_panels",
     "more_panels",
+    "RATIO",
+    "ratio_heatmap",
+    "ratio_figure",
     "IMAGE_RULES",
     "choose_images",
     "displayed_font_sizes",
@@ -112,6 +117,8 @@ TITLE_SIZE = 10
 """Column titles (pt); row labels, colour-bar labels and ticks use :data:`dinosal.viz.LABEL_SIZE`."""
 ATTENTION_RANGE = 16.0
 """Attention over its head's mean weight is drawn from ``1/ATTENTION_RANGE`` to ``ATTENTION_RANGE`` (log)."""
+RATIO_RANGE = 4.0
+"""A region's mass share / area share is drawn from ``1/RATIO_RANGE`` to ``RATIO_RANGE`` (log; beyond: the end colours)."""
 
 
 @dataclass(frozen=True)
@@ -454,6 +461,84 @@ def more_panels(images: Sequence[np.ndarray], results: Mapping[str, Sequence], p
                     ax.set_title(t, fontsize=LABEL_SIZE)
     colour_bar(fig, ATTENTION, cax=fig.add_subplot(gs[-1, 1:n_col - 1]), orientation="horizontal")
     colour_bar(fig, EIGVEC, cax=fig.add_subplot(gs[-1, n_col]), orientation="horizontal")
+    return fig
+
+
+# ---------------------------------------------------------------- where the mass goes
+
+RATIO = PanelKind(
+    name="mass share / area share",
+    label="mass share / area share (log)",
+    rule=(f"a region's share of the map's mass over its share of the image, one log scale from "
+          f"1/{RATIO_RANGE:g} to {RATIO_RANGE:g}; white = 1 (no preference), red = favoured, blue = avoided"),
+    cmap=DIVERGING_CMAP,
+    norm=mcolors.LogNorm(vmin=1.0 / RATIO_RANGE, vmax=RATIO_RANGE, clip=True),
+    ticks=((1 / 4, 1 / 2, 1.0, 2.0, 4.0), ("1/4", "1/2", "1", "2", "4")),
+)
+"""The region ratio of :func:`ratio_heatmap`: mass share / area share, one log scale, white at 1."""
+
+MISSING_COLOUR = "0.93"
+"""Background of a cell without a value in :func:`ratio_heatmap` (a light grey, not the "no preference" white)."""
+
+
+def ratio_heatmap(ax, table, kind: PanelKind = RATIO, decimals: int = 2, fontsize: float = LABEL_SIZE):
+    """Draw a models x regions table of ratios (a ``pandas.DataFrame``) as a heat map; returns the ``AxesImage``.
+
+    Each cell is coloured on ``kind``'s scale (values beyond its ends get the end colours; 0 the
+    lowest) and annotated with its value to ``decimals`` places; a missing value (NaN, e.g. the
+    attention of a backbone without attention) is a grey cell marked :data:`dinosal.viz.MISSING`.
+    Column names are drawn with ``_`` as a line break (``lane_marking`` -> "lane / marking"), so the
+    labels stay horizontal. Row labels are the index.
+    """
+    values = np.asarray(table.to_numpy(dtype=np.float64), dtype=np.float64)
+    finite = np.isfinite(values)
+    lo, hi = kind.norm.vmin, kind.norm.vmax
+    drawn = np.ma.masked_invalid(np.clip(np.where(finite, values, np.nan), lo, hi))
+    cmap = _cmap(kind.cmap).with_extremes(bad=MISSING_COLOUR)
+    im = ax.imshow(drawn, cmap=cmap, norm=kind.norm, aspect="auto", interpolation="nearest")
+    strong = np.log(hi) * 0.55  # beyond this, the cell is dark: white text
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            dark = abs(np.log(np.clip(v, lo, hi))) > strong
+            ax.text(j, i, f"{v:.{decimals}f}", ha="center", va="center", fontsize=fontsize,
+                    color="white" if dark else "black")
+        else:
+            ax.text(j, i, MISSING, ha="center", va="center", fontsize=fontsize, color="0.35")
+    rows, cols = values.shape
+    ax.set_xticks(range(cols), [str(c).replace("_", "\n") for c in table.columns], fontsize=fontsize)
+    ax.set_yticks(range(rows), [str(r) for r in table.index], fontsize=LABEL_SIZE)
+    ax.set_xticks(np.arange(cols + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(rows + 1) - 0.5, minor=True)
+    ax.grid(which="major", visible=False)  # a style's grid would strike through the numbers
+    ax.grid(which="minor", visible=True, color="white", linewidth=1.5)
+    ax.tick_params(which="both", length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return im
+
+
+def ratio_figure(tables: Mapping[str, object], title: Optional[str] = None, decimals: int = 2,
+                 width: float = FIGURE_INCHES) -> Figure:
+    """Where the maps' mass goes: one :func:`ratio_heatmap` per map, stacked, one colour bar (:data:`RATIO`).
+
+    tables: map name (the panel's title) -> models x regions ``DataFrame`` of mass share / area
+    share. Every panel is the figure's full ``width`` (the page's, so nothing is shrunk) and shows
+    its own column labels.
+    """
+    if not tables:
+        raise ValueError("need at least one table")
+    rows = [max(len(t.index), 1) for t in tables.values()]
+    row_in, extra = 0.27, 0.95  # per model row; title and column labels per panel
+    fig = Figure(figsize=(width, sum(r * row_in + extra for r in rows) + (0.35 if title else 0) + 0.2),
+                 layout="constrained")
+    gs = fig.add_gridspec(len(tables), 2, width_ratios=[1, 0.025], height_ratios=[r * row_in + extra for r in rows])
+    for i, (name, t) in enumerate(tables.items()):
+        ax = fig.add_subplot(gs[i, 0])
+        ratio_heatmap(ax, t, decimals=decimals)
+        ax.set_title(name, fontsize=TITLE_SIZE, loc="left")
+    colour_bar(fig, RATIO, cax=fig.add_subplot(gs[:, 1]))
+    if title:
+        fig.suptitle(title, fontsize=TITLE_SIZE)
     return fig
 
 

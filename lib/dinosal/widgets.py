@@ -6,7 +6,11 @@ method at a time and recomputes when a control changes: image, model, method
 correlation, LOST composite, TokenCut eigenvector), head, k (LOST) and tau
 (TokenCut). Features are taken once per (image, model) with
 :class:`dinosal.features.LastBlockTap` and cached; the methods themselves run
-on every change.
+on every change. Each map is drawn on the scale the book's figures give its
+kind (:mod:`dinosal.viz_panels`): attention relative to the head's mean on one
+log scale, LOST's inverse degree and composite on a log scale labelled in
+degrees, the correlation and TokenCut's eigenvector per map around their
+thresholds.
 
 The callback is :meth:`SaliencyExplorer.update`, which takes the control
 values as keyword arguments and returns an :class:`ExplorerView` (the map,
@@ -32,7 +36,8 @@ from .features import LastBlockFeatures, LastBlockTap, patch_size_of
 from .saliency.attention import DINO_MASS_SHARE, cls_attention, mass_threshold
 from .saliency.lost import lost
 from .saliency.tokencut import tokencut
-from .viz import GT_COLOR, PRED_COLOR, draw_boxes, overlay
+from .viz import GT_COLOR, LABEL_SIZE, PRED_COLOR, draw_boxes, overlay
+from .viz_panels import ATTENTION, CORRELATION, EIGVEC, PanelKind, colour_bar, composite_kind, degree_kind, show
 
 __all__ = ["figure_png", "METHODS", "ExplorerState", "ExplorerView", "SaliencyExplorer", "GeneratorKnobs"]
 
@@ -87,10 +92,15 @@ class SaliencyExplorer:
     models: name -> timm VisionTransformer (eval mode is used for features).
     patch: the models' patch size (checked against each model; None: read it).
     mode: "pad" or "resize" (see :func:`dinosal.features.prepare`).
+    degree: the inverse-degree scale of every LOST degree and composite map
+        (a :func:`dinosal.viz_panels.degree_kind`, e.g. over every held-out
+        image of a chapter), so that switching image or model keeps one
+        scale; None: each map's own (its 1st to 99th percentile, still log
+        and labelled in degrees).
     """
 
     def __init__(self, images: Sequence, models: Mapping[str, torch.nn.Module],
-                 patch: Optional[int] = None, mode: str = "pad"):
+                 patch: Optional[int] = None, mode: str = "pad", degree: Optional[PanelKind] = None):
         if len(images) == 0 or len(models) == 0:
             raise ValueError(f"need at least one image and one model, got {len(images)} and {len(models)}")
         self.images = [np.asarray(getattr(im, "image", im)) for im in images]
@@ -102,6 +112,7 @@ class SaliencyExplorer:
                 raise ValueError(f"model {name!r} has patch size {p}, but patch={patch}")
         self.patch = patch if patch is not None else patch_size_of(next(iter(self.models.values())))
         self.mode = mode
+        self.degree = degree
         self.state = ExplorerState(model=next(iter(self.models)))
         self._cache: dict[tuple[int, str], LastBlockFeatures] = {}
         self._widget = None
@@ -163,14 +174,29 @@ class SaliencyExplorer:
         self.last = ExplorerView(state=state, map=m, box=box, mask=mask, figure=fig)
         return self.last
 
+    def kind(self, method: str, grid_map, mask) -> PanelKind:
+        """The :class:`~dinosal.viz_panels.PanelKind` a map of ``method`` is drawn with (see the module docstring)."""
+        if method.startswith("attention"):
+            return ATTENTION
+        if method == "LOST correlation":
+            return CORRELATION
+        if method == "TokenCut":
+            return EIGVEC
+        if method == "LOST composite":
+            inside = np.asarray(grid_map, dtype=np.float64)[np.asarray(mask, dtype=bool)]
+            return composite_kind(self.degree if self.degree is not None else degree_kind([inside]))
+        return self.degree if self.degree is not None else degree_kind([grid_map])
+
     def _draw(self, s: ExplorerState, m, box, mask) -> Figure:
         fig = Figure(figsize=(7.0, 3.4), layout="constrained")
         a0, a1 = fig.subplots(1, 2)
         image = self._shown_image(s.image)
-        shown = overlay(a0, image, m, self.patch, title=f"{s.model}: {s.method}")
-        fig.colorbar(shown, ax=a0, shrink=0.8)
-        overlay(a1, image, mask.astype(float), self.patch, alpha=0.35, cmap="gray",
-                title="mask and boxes")
+        kind = self.kind(s.method, m, mask)
+        show(a0, image, m, self.patch, kind, mask=mask if s.method == "LOST composite" else None)
+        a0.set_title(f"{s.model}: {s.method}", fontsize=LABEL_SIZE)
+        colour_bar(fig, kind, ax=a0, shrink=0.8)
+        overlay(a1, image, mask.astype(float), self.patch, alpha=0.35, cmap="gray")
+        a1.set_title("mask and boxes", fontsize=LABEL_SIZE)
         gt = self.gt_boxes[s.image]
         if gt is not None and np.size(gt):
             scale = np.array(image.shape[1::-1] * 2) / np.array(self.images[s.image].shape[1::-1] * 2)
