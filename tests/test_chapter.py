@@ -51,6 +51,31 @@ def test_recipe_table_one_column_per_model():
     official = [n for n, r in zoo.DINO_RECIPES["paper"].items() if r.data == "official"]
     for name in official:
         assert paper.loc["data", name].startswith("official weights (")
+    # text only: whole numbers stay whole next to a model that lacks the field (no "8.0")
+    trained = [n for n in paper.columns if n not in official]
+    assert all(isinstance(v, str) for n in trained for v in paper[n].dropna())
+    assert paper.loc["patch", trained[0]] == str(zoo.train_spec(zoo.DINO_RECIPES["paper"][trained[0]]).dino.patch)
+    assert paper.loc["data", trained[0]].startswith("images under ")
+
+
+def test_differing_fields_lists_changed_fields_flat_and_skips_run_control():
+    import dataclasses
+
+    from dinosal.train.dino import DinoConfig
+
+    ref = DinoConfig()
+    cfg = ref.replace(out_dim=64, progress=not ref.progress,
+                      crops=dataclasses.replace(ref.crops, n_local=ref.crops.n_local + 1))
+    table = chapter.differing_fields(cfg, ref, names=("here", "official"))
+    assert list(table.columns) == ["here", "official"]
+    assert list(table.index) == ["out_dim", "crops.n_local"]  # field order; progress is run control
+    assert table.loc["out_dim"].tolist() == ["64", str(ref.out_dim)]
+    assert chapter.differing_fields(ref.replace(steps_per_epoch=5), ref).loc["steps_per_epoch"].tolist() == [
+        "5", "–"]  # DinoConfig's default is None: shown as a missing value
+    assert "progress" in chapter.differing_fields(cfg, ref, skip=()).index
+    assert chapter.differing_fields(ref, ref).empty
+    with pytest.raises(TypeError):
+        chapter.differing_fields(ref, ref.crops)
 
 
 def test_pooled_region_ratios_and_ratio_table():

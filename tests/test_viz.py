@@ -208,6 +208,46 @@ def test_ground_truth_figure_draws_boxes_names_masks_and_a_legend():
         viz.ground_truth_figure([], g.semantic_names)
 
 
+def test_ground_truth_figure_wraps_a_long_gallery_into_rows():
+    g = DrivingScenes(DrivingConfig(size=48, seed=3, n_objects=(2, 3)))
+    samples = [g[i] for i in range(5)]
+    fig = viz.ground_truth_figure(samples, g.semantic_names, per_row=2)
+    assert len(fig.axes) == 2 * len(samples)  # the empty place of the last row is removed
+    assert fig.get_figwidth() == pytest.approx(1.7 * 2 + 2.2)
+    tops = [ax for ax in fig.axes if ax.patches or ax.texts]
+    assert sum(len(ax.patches) for ax in tops) == sum(len(s.boxes) for s in samples)
+    assert all(t.get_fontsize() >= viz.LABEL_SIZE - 1 for ax in tops for t in ax.texts)
+    with pytest.raises(ValueError):
+        viz.ground_truth_figure(samples, g.semantic_names, per_row=0)
+
+
+def test_attention_strip_wraps_steps_with_one_colour_scale_per_step():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(2)]
+    maps = {step: [rng.random((2, 2)) * (step + 1) for _ in images] for step in (0, 50, 100, 150, 300, 600, 1000)}
+    fig = viz.attention_strip(maps, images, patch=8, title="t", per_row=4)
+    subfigs = fig.subfigs
+    assert len(subfigs) == 2  # 7 steps, at most 4 a row: blocks of 4 and 3
+    titles = [ax.get_title() for sub in subfigs for ax in sub.axes if ax.get_title()]
+    assert titles == [f"step {s}" for s in maps]
+    for sub, steps in zip(subfigs, ((0, 50, 100, 150), (300, 600, 1000))):
+        grid = sub.axes[: len(images) * 4]  # rows: images, columns: steps (row-major); colour bars after
+        for i, ax in enumerate(grid):
+            if i % 4 >= len(steps):
+                assert not ax.images  # the empty place of the last block
+                continue
+            # each column's scale: its own maps' min to their 99th percentile
+            values = np.concatenate([m.ravel() for m in maps[steps[i % 4]]])
+            norm = ax.images[1].norm
+            assert norm.vmin == pytest.approx(values.min())
+            assert norm.vmax == pytest.approx(np.percentile(values, 99))
+        bars = [ax for ax in sub.axes if not ax.images and ax.get_label() == "<colorbar>"]
+        assert len(bars) == len(steps)
+        assert all(t.get_fontsize() >= viz.LABEL_SIZE for ax in bars for t in ax.get_xticklabels())
+    with pytest.raises(ValueError):
+        viz.attention_strip({0: images[:1]}, images, patch=8)
+
+
 # ---------------------------------------------------------------- training curves
 
 
@@ -445,3 +485,59 @@ def test_interval_word_reads_an_interval_against_the_margin():
         viz.interval_word(float("nan"), 0.2, m)
     with pytest.raises(ValueError, match="low"):
         viz.interval_word(0.3, 0.2, m)
+
+
+def _ratio_tables():
+    regions = ["objects", "lane_marking", "tree", "road", "sky", "building", "pole", "sign", "roadside"]
+    models = ["random", "dino_world", "dino_driving", "pixels (raw)", "pixels (centred)"]
+    g = np.random.default_rng(0)
+    tables = {m: pd.DataFrame(np.exp(g.normal(0, 0.8, (5, 9))), index=models, columns=regions)
+              for m in ("attention", "inverse degree", "LOST mask", "TokenCut mask")}
+    tables["attention"].iloc[3:] = np.nan          # the pixel baselines have no attention
+    tables["LOST mask"].iloc[0, 2] = 0.0           # a mask that never reaches a region
+    tables["inverse degree"].iloc[1, 1] = 9.0      # beyond the scale's end
+    return tables
+
+
+def test_ratio_heatmap_annotates_every_cell_and_marks_missing_values():
+    tables = _ratio_tables()
+    fig = Figure(figsize=(vp.FIGURE_INCHES, 2.5))
+    ax = fig.add_subplot()
+    im = vp.ratio_heatmap(ax, tables["attention"], decimals=2)
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == 5 * 9
+    assert texts.count(viz.MISSING) == 2 * 9 and "nan" not in " ".join(texts)
+    assert texts[0] == f"{tables['attention'].iloc[0, 0]:.2f}"
+    assert np.ma.getmaskarray(im.get_array())[3:].all() and not np.ma.getmaskarray(im.get_array())[:3].any()
+    assert [t.get_text() for t in ax.get_xticklabels()][1] == "lane\nmarking"
+    assert im.norm is vp.RATIO.norm
+    # values beyond the scale are drawn in its end colours but printed as they are
+    ax2 = Figure().add_subplot()
+    im2 = vp.ratio_heatmap(ax2, tables["inverse degree"])
+    assert im2.get_array()[1, 1] == pytest.approx(vp.RATIO_RANGE) and ax2.texts[1 * 9 + 1].get_text() == "9.00"
+    ax3 = Figure().add_subplot()
+    im3 = vp.ratio_heatmap(ax3, tables["LOST mask"])
+    assert im3.get_array()[0, 2] == pytest.approx(1 / vp.RATIO_RANGE) and ax3.texts[2].get_text() == "0.00"
+
+
+def test_ratio_figure_stacks_one_panel_per_map_readable_at_the_page_width():
+    tables = _ratio_tables()
+    fig = vp.ratio_figure(tables, title="driving images: mass share / area share")
+    assert fig.get_figwidth() == pytest.approx(vp.FIGURE_INCHES)
+    heat = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title(loc="left") for ax in heat] == list(tables)
+    assert len(fig.axes) == len(tables) + 1                   # one colour bar for all panels
+    sizes = vp.displayed_font_sizes(fig)
+    small = [(t, s) for t, s in sizes if s < viz.LABEL_SIZE]
+    assert not small, small
+    with pytest.raises(ValueError, match="at least one table"):
+        vp.ratio_figure({})
+
+
+def test_ratio_heatmap_draws_no_grid_line_through_the_numbers():
+    import matplotlib.pyplot as plt
+
+    with plt.style.context("seaborn-v0_8-whitegrid"):  # a style with a major grid, as the chapters' setup uses
+        ax = Figure().add_subplot()
+        vp.ratio_heatmap(ax, _ratio_tables()["attention"])
+        assert not any(line.get_visible() for line in ax.xaxis.get_gridlines() + ax.yaxis.get_gridlines())

@@ -12,6 +12,8 @@ to be copied from chapter to chapter live here. Figures are in
 * :func:`chance_half_width`: half the 95 % range of a classifier that
   guesses, the yardstick of every k-NN accuracy in the book;
 * :func:`recipe_table`: the DINO recipes of the zoo, one column per model;
+* :func:`differing_fields`: the fields of a configuration that differ from a
+  reference one (a recipe against DINO's official defaults);
 * :func:`pooled_region_ratios` and :func:`ratio_table`: where a saliency map's
   mass goes (objects, lanes, trees, road, sky), pooled over images and laid
   out one row per model, as every chapter that compares models reads it.
@@ -21,6 +23,7 @@ Top floor: it may import anything of ``dinosal``; nothing imports it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Mapping, Optional, Sequence, Union
 
@@ -28,10 +31,11 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from . import localisation, zoo
+from . import localisation, viz, zoo
+from .train.dino import RUN_CONTROL_FIELDS
 
-__all__ = ["setup", "tail_mean", "chance_half_width", "recipe_table", "pooled_region_ratios",
-           "ratio_table"]
+__all__ = ["setup", "tail_mean", "chance_half_width", "recipe_table", "differing_fields",
+           "pooled_region_ratios", "ratio_table"]
 
 
 def setup(threads: Optional[int] = None) -> None:
@@ -88,6 +92,13 @@ def chance_half_width(chance: float, n: int) -> float:
     return 1.96 * math.sqrt(chance * (1 - chance) / n)
 
 
+def _data_of(spec) -> str:
+    """What a spec trains on, in a few words: the zoo's line, or the image folder it reads."""
+    data = spec.data_config
+    folder = data.get("folder") if isinstance(data, Mapping) else getattr(data, "folder", None)
+    return f"images under {folder}" if folder else zoo.describe(spec)
+
+
 def _recipe_row(name: str, r) -> dict:
     if r.data == "official":
         return {"model": name, "data": f"official weights ({r.weights})"}
@@ -97,30 +108,68 @@ def _recipe_row(name: str, r) -> dict:
     data = spec.data_config
     row = {
         "model": name,
-        "data": zoo.describe(spec),
-        "ViT (width, depth, heads)": str(d.arch), "patch": d.patch,
+        "data": _data_of(spec),
+        "ViT (width, depth, heads)": str(d.arch), "patch": str(d.patch),
         "crops": f"{c.n_global} x {c.global_size} px + {c.n_local} x {c.local_size} px (local scale {c.local_scale})",
-        "batch": d.batch_size, "steps": steps or "one pass per epoch",
-        "peak lr": d.lr * d.batch_size / 256, "teacher temp": d.teacher_temp,
-        "EMA momentum": f"{d.momentum_teacher} -> {d.momentum_teacher_end}", "K (out_dim)": d.out_dim,
-        "KoLeo weight": d.koleo_weight,
+        "batch": str(d.batch_size), "steps": str(steps) if steps else "one pass per epoch",
+        "peak lr": f"{d.lr * d.batch_size / 256:g}", "teacher temp": f"{d.teacher_temp:g}",
+        "EMA momentum": f"{d.momentum_teacher} -> {d.momentum_teacher_end}", "K (out_dim)": str(d.out_dim),
+        "KoLeo weight": f"{d.koleo_weight:g}",
     }
     for field, label in (("background_variability", "background variability"),
                          ("n_objects", "objects per image"), ("object_scale", "object scale")):
         if hasattr(data, field):
             value = getattr(data, field)
-            row[label] = str(tuple(value)) if field == "n_objects" else value
+            row[label] = str(tuple(value)) if field == "n_objects" else f"{value:g}"
     return row
 
 
 def recipe_table(recipes: Mapping[str, object]) -> pd.DataFrame:
-    """The fields of DINO recipes that matter, one column per model name.
+    """The fields of DINO recipes that matter, one column per model name, as text.
 
     recipes: model name -> ``dinosal.profiles.DinoRecipe`` (as ``zoo.recipe``
     returns). Official weights get one row, the file they come from; every
     other field of ``DinoConfig`` keeps its official default and is left out.
+    Every value is a string (numbers as ``:g`` writes them), so that no column
+    turns whole numbers into floats; a field one recipe lacks is missing
+    (NaN: show it as :data:`dinosal.viz.MISSING`).
     """
     return pd.DataFrame([_recipe_row(n, r) for n, r in recipes.items()]).set_index("model").T
+
+
+def _flat_fields(obj, prefix: str = "") -> dict:
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out.update(_flat_fields(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = value
+    return out
+
+
+def differing_fields(config, reference, skip: Sequence[str] = RUN_CONTROL_FIELDS,
+                     names: Sequence[str] = ("value", "default")) -> pd.DataFrame:
+    """The fields of the dataclass ``config`` whose value differs from ``reference``'s, one row each.
+
+    Nested dataclasses (a ``DinoConfig``'s ``crops``) are compared field by
+    field and named ``outer.inner``; ``skip`` leaves fields out by their
+    top-level name (default: the run-control fields of ``DinoConfig``, which
+    do not change a result). Returns the columns ``names`` (the config's
+    value, the reference's), values as text (``None`` as :data:`dinosal.viz.MISSING`), in
+    field order.
+    """
+    if type(config) is not type(reference):
+        raise TypeError(f"config and reference differ in type: {type(config).__name__}, "
+                        f"{type(reference).__name__}")
+    a, b = _flat_fields(config), _flat_fields(reference)
+
+    def text(v) -> str:
+        return viz.MISSING if v is None else str(v)
+
+    rows = {k: (text(v), text(b[k])) for k, v in a.items()
+            if k.split(".")[0] not in set(skip) and v != b[k]}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(names))
 
 
 def pooled_region_ratios(regions: pd.DataFrame) -> pd.DataFrame:

@@ -21,9 +21,10 @@ display them with ``IPython.display.display(fig)`` or ``fig.savefig``.
 
 The book's other recurring figures live here too, so every chapter draws them
 alike: :func:`ground_truth_figure` (images with their GT boxes over their
-semantic masks, one distinct colour per index from :func:`categorical_colours`) and
+semantic masks, one distinct colour per index from :func:`categorical_colours`),
 :func:`training_curves` (smoothed DINO log columns of several runs against
-``log K``). Reference lines (chance, ``log K``) are drawn in
+``log K``) and :func:`attention_strip` (one attention map per image and
+training snapshot, one colour scale per snapshot). Reference lines (chance, ``log K``) are drawn in
 :data:`REFERENCE_COLOR`; signed maps and ratios use :data:`DIVERGING_CMAP`,
 tables of scores :data:`TABLE_CMAP` (drawn by :func:`styled_table`, which
 shows a missing value as :data:`MISSING` on the page's own background). Rows of a panel grid are named by
@@ -39,10 +40,7 @@ naming them.
 
 from __future__ import annotations
 
-import ast
-import dataclasses
 import functools
-import inspect
 import textwrap
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
@@ -55,6 +53,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .data.sample import IGNORE
+from .prose import (  # noqa: F401 - re-exported: the chapters call them as viz.*
+    PAGE_CHARS,
+    Wrapped,
+    compare_word,
+    interval_word,
+    show_source,
+    source_of,
+    wrapped_repr,
+)
 
 __all__ = [
     "CMAP",
@@ -74,6 +81,7 @@ __all__ = [
     "semantic_colours",
     "semantic_rgb",
     "ground_truth_figure",
+    "attention_strip",
     "LABEL_SIZE",
     "row_label",
     "compare_word",
@@ -326,34 +334,103 @@ def semantic_rgb(semantic: np.ndarray, colours: Sequence[Sequence[float]]) -> np
 
 
 def ground_truth_figure(samples: Sequence, semantic_names: Sequence[str], title: Optional[str] = None,
-                        panel_size: float = 1.7) -> Figure:
+                        panel_size: float = 1.7, per_row: Optional[int] = None) -> Figure:
     """One column per sample: the image with its GT boxes and class names on top, its semantic mask below.
 
     samples: ``dinosal.data.sample.Sample`` items (image, boxes, labels,
     class_names, semantic); semantic_names: the generator's names of the
     semantic indices (background parts, then classes). A legend names the
-    indices present; ignored pixels are white.
+    indices present; ignored pixels are white. per_row: at most this many
+    samples side by side (default: all); further samples start a new pair of
+    rows below, so that a long gallery stays readable at the page's width.
+    Axes are created block by block (images, then masks), left to right.
     """
     if not samples:
         raise ValueError("samples is empty")
+    per_row = len(samples) if per_row is None else int(per_row)
+    if per_row < 1:
+        raise ValueError(f"per_row must be >= 1, got {per_row}")
+    cols = min(per_row, len(samples))
+    blocks = -(-len(samples) // cols)
     colours = semantic_colours(len(semantic_names))
-    fig = Figure(figsize=(panel_size * len(samples) + 2.2, 3.9))
-    axes = fig.subplots(2, len(samples), squeeze=False)
-    for s, top, bottom in zip(samples, axes[0], axes[1]):
+    fig = Figure(figsize=(panel_size * cols + 2.2, 2 * panel_size * blocks + 0.5))
+    axes = fig.subplots(2 * blocks, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, s in enumerate(samples):
+        b, c = divmod(i, cols)
+        top, bottom = axes[2 * b, c], axes[2 * b + 1, c]
         overlay(top, s.image, None, 1)
         draw_boxes(top, s.boxes, GT_COLOR, linewidth=1)
         for (x1, y1, _, _), lab in zip(np.asarray(s.boxes).reshape(-1, 4), s.labels):
-            top.text(x1, y1 - 1, s.class_names[lab], color=GT_COLOR, fontsize=7,
+            top.text(x1, y1 - 1, s.class_names[lab], color=GT_COLOR, fontsize=LABEL_SIZE - 1,
                      path_effects=[patheffects.withStroke(linewidth=2, foreground="black")])
         bottom.imshow(semantic_rgb(s.semantic, colours), interpolation="nearest")
-        bottom.set_axis_off()
+    for i in range(len(samples), blocks * cols):  # the empty places of the last block
+        b, c = divmod(i, cols)
+        axes[2 * b, c].remove()
+        axes[2 * b + 1, c].remove()
     present = sorted({int(k) for s in samples for k in np.unique(s.semantic) if k != IGNORE})
     handles = [Rectangle((0, 0), 1, 1, color=colours[k]) for k in present]
+    ncols = 1 if len(present) <= 14 * blocks else 2
     fig.legend(handles, [semantic_names[k] for k in present], loc="center right", fontsize=LABEL_SIZE,
-               frameon=False, ncols=1 if len(present) <= 14 else 2, handlelength=1.2, columnspacing=0.8)
+               frameon=False, ncols=ncols, handlelength=1.2, columnspacing=0.8)
     if title:
         fig.suptitle(title)
-    fig.subplots_adjust(right=(0.86 if len(present) <= 14 else 0.74), wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(right=1 - 1.5 * ncols / fig.get_figwidth(), wspace=0.05, hspace=0.05,
+                        top=1 - 0.35 / fig.get_figheight(), bottom=0.02, left=0.02)
+    return fig
+
+
+def attention_strip(maps: Mapping[int, Sequence[np.ndarray]], images: Sequence[np.ndarray], patch: int,
+                    title: Optional[str] = None, per_row: int = 6, percentile: float = 99,
+                    panel_size: float = 1.6) -> Figure:
+    """Attention maps over training: one column per snapshot step, one row per image.
+
+    maps: step -> one (rows, cols) map per image (the same images at every
+    step, in order); images: the (H, W, 3) images; patch: the map's cell size
+    in px. Each column gets its own colour scale, from its smallest value to
+    its ``percentile``-th percentile (:func:`shared_norm`), with a colour bar
+    under it, ticked at its two ends: the attention of an untrained network is nearly flat, and a
+    scale shared with the trained steps would hide it. More than ``per_row``
+    steps are wrapped into blocks of about equal width, one below the other,
+    so that titles and ticks stay readable at the page's width.
+    """
+    steps = list(maps)
+    if not steps or not images:
+        raise ValueError("attention_strip needs at least one step and one image")
+    if any(len(maps[s]) != len(images) for s in steps):
+        raise ValueError("every step needs one map per image")
+    if per_row < 1:
+        raise ValueError(f"per_row must be >= 1, got {per_row}")
+    blocks = -(-len(steps) // per_row)
+    cols = -(-len(steps) // blocks)
+    rows = len(images)
+    fig = Figure(figsize=(panel_size * cols, blocks * ((panel_size - 0.15) * rows + 0.7) + (0.3 if title else 0)),
+                 layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(blocks, 1))
+    for b, sub in enumerate(subfigs):
+        axes = sub.subplots(rows, cols, squeeze=False)
+        for c in range(cols):
+            k = b * cols + c
+            if k >= len(steps):
+                for ax in axes[:, c]:
+                    ax.set_axis_off()
+                continue
+            step = steps[k]
+            norm = shared_norm(maps[step], percentile=percentile)
+            shown = None
+            for r, img in enumerate(images):
+                shown = overlay(axes[r, c], img, maps[step][r], patch, norm=norm)
+            axes[0, c].set_title(f"step {step}", fontsize=LABEL_SIZE + 1)
+            bar = sub.colorbar(shown, ax=axes[:, c], location="bottom", shrink=0.9, aspect=12, pad=0.01)
+            # the two ends of the scale only: three ticks of a narrow bar run into each other
+            # (both to the decimals of two significant digits of the top: a tiny bottom reads 0.000)
+            decimals = max(0, 1 - int(np.floor(np.log10(abs(norm.vmax))))) if norm.vmax else 2
+            bar.set_ticks([norm.vmin, norm.vmax], labels=[f"{v:.{decimals}f}" for v in (norm.vmin, norm.vmax)])
+            bar.ax.tick_params(labelsize=LABEL_SIZE)
+    if title:
+        fig.suptitle(title, fontsize=LABEL_SIZE + 2)
     return fig
 
 
@@ -392,113 +469,19 @@ def styled_table(df, precision: int = 3, gradient: Sequence[str] = (), cmap: str
     return st
 
 
-PAGE_CHARS = 86
-"""Characters of code or plain-text output that fit the book's page width (about 770 px) without scrolling."""
-
-
-class Wrapped:
-    """Plain text that a notebook shows as it is (no quotes): the result of :func:`wrapped_repr`."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text)
-
-
-def wrapped_repr(obj, width: int = PAGE_CHARS) -> Wrapped:
-    """``repr(obj)`` broken into lines of at most ``width`` characters where possible.
-
-    A dataclass (a chapter's parameters) is written ``Name(field=value, ...)``
-    with whole fields packed onto each line under the opening parenthesis, so
-    that no field is split; a field longer than a line gets a line of its own.
-    Anything else is its ``repr``, unchanged.
-    """
-    if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
-        return Wrapped(repr(obj))
-    head = type(obj).__name__ + "("
-    items = [f"{f.name}={getattr(obj, f.name)!r}" for f in dataclasses.fields(obj) if f.repr]
-    lines, line = [], head
-    for i, item in enumerate(items):
-        piece = item + ("," if i < len(items) - 1 else ")")
-        if line.strip() and line != head and len(line) + 1 + len(piece) > width:
-            lines.append(line)
-            line = " " * len(head) + piece
-        else:
-            line = line + (" " if line != head else "") + piece
-    if not items:
-        line += ")"
-    lines.append(line)
-    return Wrapped("\n".join(lines))
-
-
-# ---------------------------------------------------------------- words in computed prose
-
-
-def compare_word(a: float, b: float, tol: float,
-                 words: Sequence[str] = ("more than", "about the same as", "less than"),
-                 missing: Optional[str] = None) -> str:
-    """The word that compares ``a`` with ``b`` in computed prose, with a tolerance.
-
-    ``words[0]`` when ``a > b + tol``, ``words[2]`` when ``a < b - tol``,
-    ``words[1]`` otherwise (the difference is within ``tol``, ends included).
-    Pass ``words`` to fit the sentence, e.g. ``("faster than", "as fast as",
-    "slower than")``. A NaN on either side returns ``missing`` when it is
-    given and raises otherwise: a sentence must not compare a number that was
-    not measured.
-    """
-    a, b, tol = float(a), float(b), float(tol)
-    if not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be finite and >= 0, got {tol}")
-    if not (np.isfinite(a) and np.isfinite(b)):
-        if missing is not None:
-            return missing
-        raise ValueError(f"compare_word needs finite numbers, got {a} and {b}")
-    if len(words) != 3:
-        raise ValueError(f"words holds (above, within, below), got {words!r}")
-    d = a - b
-    return words[0] if d > tol else words[2] if d < -tol else words[1]
-
-
-def interval_word(low: float, high: float, margin: float,
-                  words: Sequence[str] = ("higher", "within the margin", "lower", "not distinguishable from no change"),
-                  missing: Optional[str] = None) -> str:
-    """The word for an effect's confidence interval ``[low, high]`` against a margin of no meaningful change.
-
-    ``words[1]`` when the whole interval lies inside ``[-margin, +margin]``, ``words[0]`` when it lies
-    above 0, ``words[2]`` when it lies below 0, ``words[3]`` otherwise (it holds 0 but reaches past the
-    margin). A NaN bound returns ``missing`` when it is given and raises ``ValueError`` otherwise.
-    """
-    low, high, margin = float(low), float(high), float(margin)
-    if not np.isfinite(margin) or margin < 0:
-        raise ValueError(f"margin must be finite and >= 0, got {margin}")
-    if len(words) != 4:
-        raise ValueError(f"words holds (above, within, below, unclear), got {words!r}")
-    if not (np.isfinite(low) and np.isfinite(high)):
-        if missing is not None:
-            return missing
-        raise ValueError(f"interval_word needs finite bounds, got {low} and {high}")
-    if low > high:
-        raise ValueError(f"low must not exceed high, got [{low}, {high}]")
-    if -margin <= low and high <= margin:
-        return words[1]
-    return words[0] if low > 0 else words[2] if high < 0 else words[3]
 
 
 # ---------------------------------------------------------------- training logs
 
-DINO_CURVES = (("teacher_entropy", "teacher entropy h(P_t) (nats)"),
-               ("teacher_marginal_entropy", "entropy of the batch-mean P_t"),
-               ("kl", "KL(P_t || P_s) (nats)"))
+DINO_CURVES = (("teacher_entropy", r"teacher entropy $h(P_t)$ (nats)"),
+               ("teacher_marginal_entropy", r"entropy of the batch mean of $P_t$"),
+               ("kl", r"$\mathrm{KL}(P_t\,\|\,P_s)$ (nats)"))
 """The columns of a DINO log that tell collapse apart, with their axis labels."""
 
 
 def training_curves(logs: Mapping[str, object], columns: Sequence[tuple[str, str]] = DINO_CURVES,
                     log_k: Optional[float] = None, title: Optional[str] = None, window: int = 25,
-                    figsize: tuple[float, float] = (13, 3.6)) -> Figure:
+                    figsize: tuple[float, float] = (10, 3.4)) -> Figure:
     """One panel per log column, one line per run, smoothed by a rolling mean.
 
     logs: run name -> DataFrame with a ``step`` column (a DINO ``log.csv``);
@@ -515,78 +498,10 @@ def training_curves(logs: Mapping[str, object], columns: Sequence[tuple[str, str
             ax.plot(log.step, smooth, label=name, color=f"C{i}")
         if log_k is not None and "entropy" in col:
             ax.axhline(log_k, ls="--", color=REFERENCE_COLOR, lw=1)
-            ax.text(0, log_k, " log K (uniform)", va="bottom", fontsize=8, color=REFERENCE_COLOR)
+            ax.text(0, log_k, r" $\log K$ (uniform)", va="bottom", fontsize=LABEL_SIZE, color=REFERENCE_COLOR)
         ax.set(xlabel="step", ylabel=label)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=LABEL_SIZE)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-# ---------------------------------------------------------------- the library's code on the page
-
-
-def _fields_only(src: str) -> str:
-    """A class's source up to its first method (docstring, fields and class attributes)."""
-    body = ast.parse(src).body[0]
-    first = next((n for n in body.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
-    if first is None:
-        return src
-    start = min([first.lineno] + [d.lineno for d in first.decorator_list])
-    return "\n".join(src.splitlines()[: start - 1]).rstrip() + "\n"
-
-
-def _private_helpers(fn) -> list:
-    """The module-level private functions of ``fn``'s own module that ``fn`` calls, in order of first use."""
-    module = inspect.getmodule(fn)
-    if module is None:
-        return []
-    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    names = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)),
-                   key=lambda n: (n.lineno, n.col_offset))
-    out = []
-    for n in names:
-        obj = vars(module).get(n.id)
-        if (n.id.startswith("_") and not n.id.startswith("__") and inspect.isfunction(obj)
-                and obj.__module__ == module.__name__ and obj not in out):
-            out.append(obj)
-    return out
-
-
-def source_of(*objs, fields_only: bool = False, bases: bool = False, helpers: bool = False) -> str:
-    """The dedented source of functions, methods or classes, joined by a blank line.
-
-    fields_only: for a class, stop before its first method (a config
-    dataclass's docstring and fields). bases: for a class, first the
-    classes it inherits from that are defined in ``dinosal`` (the base-most
-    first), so inherited fields are shown. helpers: after each function,
-    the private functions of its module that it calls (one level), each
-    shown once.
-    """
-    seen, parts = [], []
-
-    def add(obj):
-        if any(obj is o for o in seen):
-            return
-        seen.append(obj)
-        src = textwrap.dedent(inspect.getsource(obj))
-        parts.append(_fields_only(src) if fields_only and inspect.isclass(obj) else src.rstrip() + "\n")
-
-    for obj in objs:
-        if bases and inspect.isclass(obj):
-            for base in reversed(obj.__mro__[1:]):
-                if base.__module__.split(".")[0] == "dinosal":
-                    add(base)
-        add(obj)
-        if helpers and not inspect.isclass(obj):
-            for helper in _private_helpers(obj):
-                add(helper)
-    return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
-
-
-def show_source(*objs, fields_only: bool = False, bases: bool = False, helpers: bool = False) -> None:
-    """Display :func:`source_of` as a highlighted Python listing in a notebook."""
-    from IPython.display import Code, display
-
-    display(Code(source_of(*objs, fields_only=fields_only, bases=bases, helpers=helpers), language="python"))

@@ -81,31 +81,10 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from .viz import CMAP, DIVERGING_CMAP, GT_COLOR, LABEL_SIZE, MISSING, PRED_COLOR, draw_boxes, overlay
 
-__all__ = [
-    "PAGE_INCHES",
-    "INLINE_PAD",
-    "FIGURE_INCHES",
-    "PanelKind",
-    "scale_by_percentile",
-    "relative_to_uniform",
-    "percentile_limits",
-    "degree_kind",
-    "composite_kind",
-    "CORRELATION",
-    "ATTENTION",
-    "EIGVEC",
-    "show",
-    "outline",
-    "colour_bar",
-    "paper_panels",
-    "more_panels",
-    "RATIO",
-    "ratio_heatmap",
-    "ratio_figure",
-    "IMAGE_RULES",
-    "choose_images",
-    "displayed_font_sizes",
-]
+__all__ = ["PAGE_INCHES", "INLINE_PAD", "FIGURE_INCHES", "PanelKind", "scale_by_percentile",
+           "relative_to_uniform", "percentile_limits", "degree_kind", "composite_kind", "CORRELATION",
+           "ATTENTION", "EIGVEC", "show", "outline", "colour_bar", "paper_panels", "more_panels", "RATIO",
+           "ratio_heatmap", "ratio_figure", "IMAGE_RULES", "choose_images", "displayed_font_sizes"]
 
 PAGE_INCHES = 7.7
 """Width (in) of the book's page: about 770 px at the inline backend's 100 dpi; a wider image is shrunk to it."""
