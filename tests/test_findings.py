@@ -82,6 +82,18 @@ def test_decide_gives_the_preregistered_verdicts():
     assert table.loc["x3", "verdict"] == "no meaningful change"
     assert table.loc["x4", "verdict"] == "not measurable"
     assert table.loc["x1", "estimate"] == pytest.approx(1.0, abs=0.05)
+    # the units the bootstrap drew, in words a page can print: 3 seeds x 2 transfer seeds x 20 images
+    assert table.loc["x1", "resampled"] == "3 pretraining seeds, 6 transfer runs and 120 (run, scene) pairs"
+
+
+def test_units_in_words():
+    assert findings.units_in_words({"pretrain_seed": 3, "transfer_seed": 12, "image": 2400}) == \
+        "3 pretraining seeds, 12 transfer runs and 2400 (run, scene) pairs"
+    assert findings.units_in_words({"transfer_seed": 1, "image": 200}) == "1 transfer run and 200 (run, scene) pairs"
+    assert findings.units_in_words({"image": 1}) == "1 (run, scene) pair"
+    assert findings.units_in_words({"other": 4}) == "4 other"  # a level without words keeps its name
+    with pytest.raises(ValueError):
+        findings.units_in_words({})
 
 
 def test_one_pretraining_seed_drops_that_level():

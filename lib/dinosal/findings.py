@@ -41,7 +41,8 @@ from .parts import MEASURABLE_MAX
 from .transfer_sets import OA_MARGIN, RATIO_MARGIN
 
 __all__ = ["Claim", "claims", "collect", "rm", "log2_rm", "oa", "pair_table", "effect_of", "decide", "knob_effect",
-           "changes", "per_seed", "mass_ratio_table", "measurable", "CLAIM_MAP", "RUN_LEVELS"]
+           "changes", "per_seed", "mass_ratio_table", "measurable", "units_in_words", "CLAIM_MAP", "RUN_LEVELS",
+           "UNIT_WORDS"]
 
 CLAIM_MAP = "inverse degree"
 """The map every claim is judged on (the paper's degree panel, book/preregistration.md)."""
@@ -243,8 +244,9 @@ def decide(study: pd.DataFrame, rows: Sequence[Claim], n_resamples: int = 2000, 
     words, the quantity, both models' values, the effect with its CI, the p-values and the verdict
     (:func:`dinosal.stats.claims_table`), ``q_max`` (the larger measurability share of the two
     models; above 0.95 the verdict is "not measurable") and ``resampled`` (the units of each level the
-    bootstrap drew, e.g. ``"3 pretrain_seed, 12 transfer_seed, 2400 image"``; a level with one unit is
-    not resampled). Rows whose models were not scored are left out."""
+    bootstrap drew, in words: :func:`units_in_words`, e.g. ``"3 pretraining seeds, 12 transfer runs and
+    2400 (run, scene) pairs"``; a level with one unit is not resampled). Rows whose models were not
+    scored are left out."""
     out = []
     present = set(study.model)
     for family in dict.fromkeys(c.family for c in rows):
@@ -261,8 +263,26 @@ def decide(study: pd.DataFrame, rows: Sequence[Claim], n_resamples: int = 2000, 
             out.append({"claim": c.id, "family": family, "the paper says": c.paper, "quantity": c.quantity,
                         "value a": boots[c.id]["a"].estimate, "value b": boots[c.id]["b"].estimate,
                         **row, "q_max": q[c.id],
-                        "resampled": ", ".join(f"{n} {lvl}" for lvl, n in boots[c.id]["effect"].n_units.items())})
+                        "resampled": units_in_words(boots[c.id]["effect"].n_units)})
     return pd.DataFrame(out).set_index("claim")
+
+
+UNIT_WORDS = {"pretrain_seed": ("pretraining seed", "pretraining seeds"),
+              "transfer_seed": ("transfer run", "transfer runs"),
+              "image": ("(run, scene) pair", "(run, scene) pairs")}
+"""How prose names the units of each bootstrap level (singular, plural): a transfer seed counts once per
+pretraining seed it runs under (a transfer run), a scene once per run it is scored in."""
+
+
+def units_in_words(n_units: Mapping[str, int]) -> str:
+    """The units a bootstrap drew from (``BootstrapResult.n_units``, outermost level first) as a phrase
+    for prose: ``{"pretrain_seed": 3, "transfer_seed": 12, "image": 2400}`` gives ``"3 pretraining seeds,
+    12 transfer runs and 2400 (run, scene) pairs"``; a level not in :data:`UNIT_WORDS` keeps its name.
+    Raises ``ValueError`` for no levels."""
+    if not n_units:
+        raise ValueError("n_units is empty")
+    words = [f"{n} {UNIT_WORDS.get(lvl, (lvl, lvl))[n != 1]}" for lvl, n in n_units.items()]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def per_seed(study: pd.DataFrame, rows: Sequence[Claim]) -> pd.DataFrame:
