@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import pprint
 import textwrap
 from typing import Optional, Sequence
 
@@ -40,24 +41,41 @@ def wrapped_repr(obj, width: int = PAGE_CHARS) -> Wrapped:
 
     A dataclass (a chapter's parameters) is written ``Name(field=value, ...)``
     with whole fields packed onto each line under the opening parenthesis, so
-    that no field is split; a field longer than a line gets a line of its own.
+    that no field is split; a field longer than a line gets lines of its own,
+    its value (a list, a dict) broken between its items by :func:`pprint.pformat`.
     Anything else is its ``repr``, unchanged.
     """
     if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
         return Wrapped(repr(obj))
     head = type(obj).__name__ + "("
-    items = [f"{f.name}={getattr(obj, f.name)!r}" for f in dataclasses.fields(obj) if f.repr]
+    pad = " " * len(head)
+    fields = [f for f in dataclasses.fields(obj) if f.repr]
     lines, line = [], head
-    for i, item in enumerate(items):
-        piece = item + ("," if i < len(items) - 1 else ")")
-        if line.strip() and line != head and len(line) + 1 + len(piece) > width:
+    for i, f in enumerate(fields):
+        end = "," if i < len(fields) - 1 else ")"
+        piece = f"{f.name}={getattr(obj, f.name)!r}{end}"
+        if len(pad) + len(piece) > width:  # too long for any line: its own lines, broken between items
+            if line != head:
+                lines.append(line)
+            body = pprint.pformat(getattr(obj, f.name), width=max(20, width - len(pad) - len(f.name) - 1), compact=True)
+            inner = " " * (len(f.name) + 1)
+            text = (f"{f.name}=" + body.replace("\n", "\n" + pad + inner) + end).split("\n")
+            text[0] = (head if line == head else pad) + text[0]
+            lines += text[:-1]
+            line = text[-1] if len(text) > 1 else text[0]
+            if len(text) == 1:
+                lines.append(line)
+                line = pad
+            continue
+        if line.strip() and line not in (head, pad) and len(line) + 1 + len(piece) > width:
             lines.append(line)
-            line = " " * len(head) + piece
+            line = pad + piece
         else:
-            line = line + (" " if line != head else "") + piece
-    if not items:
+            line = line + ("" if line in (head, pad) else " ") + piece
+    if not fields:
         line += ")"
-    lines.append(line)
+    if line.strip():
+        lines.append(line)
     return Wrapped("\n".join(lines))
 
 
