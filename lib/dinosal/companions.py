@@ -32,7 +32,7 @@ import torch
 
 from . import release, runs, zoo
 from .features import patch_size_of, to_batch
-from .parts import part_scores
+from .parts import regions_of
 from .profiles import COMPANIONS
 from .models.lewel import LewelWrapper
 from .train.runtime import adopt_run
@@ -210,14 +210,25 @@ def alignment_grid(net: LewelWrapper, images, batch: int = 50) -> np.ndarray:
 
 def alignment_ratios(net: LewelWrapper, images, truths, parts) -> pd.DataFrame:
     """For each alignment map (rows, by index) and part (columns): the pooled relevance mass ratio over the
-    scenes -- the map's mass share inside the part over the part's area share, summed over the images
-    (:attr:`dinosal.parts.PartScores.ratio`; 1: the map covers the part as its area would), each map
-    repeated over its patch's pixels. ``truths``: per image a ground truth with the parts
-    (:func:`dinosal.transfer_sets.scene_truth`)."""
+    scenes -- the map's mass share inside the part over the part's area share, summed over the images (as
+    :attr:`dinosal.parts.PartScores.ratio` pools; 1: the map covers the part as its area would). A map is
+    constant on each patch, so its mass in a part is its patch weights times the share of each patch's pixels
+    in the part. ``truths``: per image a ground truth with the parts (:func:`dinosal.transfer_sets.scene_truth`;
+    an absent part counts with area and share 0). Raises ``ValueError`` for lengths that disagree."""
+    if len(images) != len(truths):
+        raise ValueError(f"images has {len(images)} scenes but truths has {len(truths)}")
     grid, p = alignment_grid(net, images), patch_size_of(net.backbone)
-    rows = [part_scores(list(grid[:, j].repeat(p, axis=1).repeat(p, axis=2)), truths, parts).ratio
-            for j in range(grid.shape[1])]
-    return pd.DataFrame(rows, columns=list(parts)).rename_axis("map")
+    b, k, rows, cols = grid.shape
+    share, area = np.zeros((k, len(parts))), np.zeros(len(parts))
+    for i, t in enumerate(truths):
+        regions = regions_of(t)
+        masks = np.stack([np.asarray(regions[q], dtype=np.float64) for q in parts])  # (P, H, W)
+        frac = masks[:, : rows * p, : cols * p].reshape(len(parts), rows, p, cols, p).mean((2, 4))
+        share += grid[i].reshape(k, -1) @ frac.reshape(len(parts), -1).T
+        area += masks.mean((1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(area > 0, share / area, np.nan)
+    return pd.DataFrame(ratio, columns=list(parts)).rename_axis("map")
 
 
 def catalogue(profile: str) -> list[tuple[str, CompanionSpec]]:
