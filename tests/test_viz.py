@@ -143,7 +143,7 @@ def test_wrapped_repr_keeps_fields_whole_and_lines_within_the_page():
     text = repr(viz.wrapped_repr(P))
     lines = text.splitlines()
     assert len(repr(P)) > viz.PAGE_CHARS and len(lines) > 1
-    assert all(len(line) <= viz.PAGE_CHARS for line in lines)
+    assert all(len(line) <= viz.OUTPUT_CHARS for line in lines)  # an output block is narrower than a code cell
     assert " ".join(line.strip() for line in lines) == repr(P), "the same text, only broken into lines"
     assert lines[1].startswith(" " * len(type(P).__name__ + "(")) and not lines[1][len(type(P).__name__) + 1] == " "
     assert repr(viz.wrapped_repr([1, 2])) == "[1, 2]"
@@ -472,6 +472,14 @@ def test_outline_draws_the_border_of_a_mask():
     segs = [np.asarray(s) for s in lines.get_segments()]
     assert len(segs) == 8, "a 2 x 2 block has 8 unit edges on its border"
     assert {tuple(p) for s in segs for p in s} <= {(x, y) for x in (8, 16, 24) for y in (8, 16, 24)}
+
+
+def test_signed_never_prints_a_negative_zero():
+    assert viz.signed(-0.004) == "0.00"
+    assert viz.signed(0.004) == "0.00"
+    assert viz.signed(-0.06) == "-0.06"
+    assert viz.signed(0.05) == "+0.05"
+    assert viz.signed(-0.0004, 3) == "0.000"
 
 
 def test_interval_word_reads_an_interval_against_the_margin():

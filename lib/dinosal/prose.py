@@ -16,11 +16,15 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["PAGE_CHARS", "Wrapped", "wrapped_repr", "compare_word", "interval_word", "source_of", "show_source"]
+__all__ = ["PAGE_CHARS", "OUTPUT_CHARS", "Wrapped", "wrapped_repr", "compare_word", "interval_word", "signed", "source_of", "show_source"]
 
 
 PAGE_CHARS = 86
 """Characters of code or plain-text output that fit the book's page width (about 770 px) without scrolling."""
+
+OUTPUT_CHARS = 76
+"""Characters of plain-text *output* that fit without scrolling: an output block is narrower than a code cell
+(in a headless build, parameter lines of 80 characters overflowed by 18 px, of 86 by 69 px), with a margin."""
 
 
 class Wrapped:
@@ -36,7 +40,7 @@ class Wrapped:
         p.text(self.text)
 
 
-def wrapped_repr(obj, width: int = PAGE_CHARS) -> Wrapped:
+def wrapped_repr(obj, width: int = OUTPUT_CHARS) -> Wrapped:
     """``repr(obj)`` broken into lines of at most ``width`` characters where possible.
 
     A dataclass (a chapter's parameters) is written ``Name(field=value, ...)``
@@ -130,6 +134,16 @@ def interval_word(low: float, high: float, margin: float,
     if -margin <= low and high <= margin:
         return words[1]
     return words[0] if low > 0 else words[2] if high < 0 else words[3]
+
+
+
+def signed(x: float, digits: int = 2) -> str:
+    """``x`` with an explicit sign at ``digits`` decimals, except that a value which rounds to zero reads
+    ``0.00`` (never ``-0.00``)."""
+    x = float(x)
+    if np.isfinite(x) and round(x, digits) == 0:
+        return f"{0:.{digits}f}"
+    return f"{x:+.{digits}f}"
 
 
 

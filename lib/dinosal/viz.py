@@ -54,11 +54,13 @@ from matplotlib.patches import Rectangle
 
 from .data.sample import IGNORE
 from .prose import (  # noqa: F401 - re-exported: the chapters call them as viz.*
+    OUTPUT_CHARS,
     PAGE_CHARS,
     Wrapped,
     compare_word,
     interval_word,
     show_source,
+    signed,
     source_of,
     wrapped_repr,
 )
@@ -86,9 +88,11 @@ __all__ = [
     "row_label",
     "compare_word",
     "interval_word",
+    "signed",
     "MISSING",
     "styled_table",
     "PAGE_CHARS",
+    "OUTPUT_CHARS",
     "Wrapped",
     "wrapped_repr",
     "DINO_CURVES",

@@ -227,13 +227,14 @@ class SaliencyExplorer:
         s = self.state
         n_max = max(-(-im.shape[0] // self.patch) * -(-im.shape[1] // self.patch) for im in self.images)
         heads = max(getattr(m.blocks[-1].attn, "num_heads", 1) for m in self.models.values())
+        label = {"style": {"description_width": "initial"}}  # the whole description, never cut to "tau (Toke…"
         self.controls = {
-            "image": W.IntSlider(value=s.image, min=0, max=len(self.images) - 1, description="image"),
-            "model": W.Dropdown(options=list(self.models), value=s.model, description="model"),
-            "method": W.Dropdown(options=list(METHODS), value=s.method, description="method"),
-            "head": W.IntSlider(value=s.head, min=0, max=heads - 1, description="head"),
-            "k": W.IntSlider(value=min(s.k, n_max), min=1, max=n_max, description="k (LOST)"),
-            "tau": W.FloatSlider(value=s.tau, min=0.0, max=0.9, step=0.01, description="tau (TokenCut)"),
+            "image": W.IntSlider(value=s.image, min=0, max=len(self.images) - 1, description="image", **label),
+            "model": W.Dropdown(options=list(self.models), value=s.model, description="model", **label),
+            "method": W.Dropdown(options=list(METHODS), value=s.method, description="method", **label),
+            "head": W.IntSlider(value=s.head, min=0, max=heads - 1, description="head", **label),
+            "k": W.IntSlider(value=min(s.k, n_max), min=1, max=n_max, description="k (LOST)", **label),
+            "tau": W.FloatSlider(value=s.tau, min=0.0, max=0.9, step=0.01, description="tau (TokenCut)", **label),
         }
         # The picture is an Image widget fed with PNG bytes, not an Output
         # widget: capturing display output inside an Output widget while a
@@ -298,11 +299,12 @@ class GeneratorKnobs:
         if self._widget is None:
             import ipywidgets as W
 
+            label = {"style": {"description_width": "initial"}}  # the whole description, never cut to "bg variabi…"
             self.sliders = dict(
-                camouflage=W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.25, description="camouflage"),
+                camouflage=W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.25, description="camouflage", **label),
                 background_variability=W.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.25,
-                                                     description="bg variability"),
-                seed=W.IntSlider(value=0, min=0, max=20, description="seed"),
+                                                     description="background variability", **label),
+                seed=W.IntSlider(value=0, min=0, max=20, description="seed", **label),
             )
             self.picture = W.Image(format="png")  # an Image, not an Output widget: see SaliencyExplorer._build
 
