@@ -193,8 +193,8 @@ def test_each_classifier_control_resolves_and_trains(cache):
 def test_the_exposure_run_starts_from_the_parent_bit_for_bit(cache, monkeypatch):
     asked = []
     real_find = release.find
-    monkeypatch.setattr(release, "find", lambda key, root=None, kind="dino": asked.append((key, kind))
-                        or real_find(key, root, kind))
+    monkeypatch.setattr(release.store, "find", lambda key, root=None, kind="dino": asked.append((key, kind))
+                        or real_find(key, root, kind))  # what release.released_artifact asks
     s = transfers.spec("dino_world__dino_driving_exposure", "smoke", n_train=16, progress=False)
     backbone, card = transfers.load(s)
     assert transfers.key_view(s) == dinosal_exposure.key_view(s)

@@ -137,10 +137,9 @@ def train_cached(s: ExposureSpec, rebuild: bool = False, use_release: bool = Tru
     if s.dino.stop_at_step is not None:
         raise ValueError("exposure: stop_at_step would cache an unfinished run")
     key = model_key(s)
-    if use_release and not rebuild and not (runs.cache_root() / KIND / key / runs.MANIFEST).is_file():
-        entry = release.find(key, kind=KIND)
-        if entry is not None:
-            return release.materialise(entry)
+    found = release.released_artifact(KIND, key) if use_release and not rebuild else None
+    if found is not None:
+        return found
 
     def build(tmp: Path) -> dict:
         work = tmp.parent / f"{key}.work"

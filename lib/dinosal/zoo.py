@@ -245,10 +245,9 @@ def train_cached(spec: TrainSpec, rebuild: bool = False, use_release: bool = Tru
     """
     key_spec = _canonical(spec)
     key = runs.config_key(DINO_KIND, key_spec)
-    if use_release and not rebuild and not (runs.cache_root() / DINO_KIND / key / runs.MANIFEST).is_file():
-        entry = release.find(key)
-        if entry is not None:
-            return release.materialise(entry)
+    found = release.released_artifact(DINO_KIND, key) if use_release and not rebuild else None
+    if found is not None:
+        return found
 
     def build(tmp: Path) -> dict:
         work = tmp.parent / f"{key}.work"

@@ -131,3 +131,17 @@ def materialise(entry: Entry, cache_root=None, backbone: Optional[BackboneSource
         return out
 
     return runs.cached(entry.kind, replay, build, root=cache_root)
+
+
+def released_artifact(kind: str, key: str, backbone: Optional[BackboneSource] = None) -> Optional[Path]:
+    """The run-cache artifact of ``key`` materialised from its release entry (:func:`materialise`), when the
+    run cache does not hold it yet and a release entry of that kind and key exists; else None (train it).
+    What every cached training asks before it trains (``backbone``: a head-only probe's parent)."""
+    from .store import find
+
+    if (runs.cache_root() / kind / key / runs.MANIFEST).is_file():
+        return None
+    entry = find(key, kind=kind)
+    if entry is None:
+        return None
+    return materialise(entry, backbone=backbone if entry.head_only else None)
