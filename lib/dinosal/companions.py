@@ -167,9 +167,7 @@ def resolve(s: CompanionSpec) -> tuple[Path, str]:
     """:func:`train_cached` of ``s`` and where it came from: ``"released"``, ``"run cache"`` or ``"trained now"``."""
     existed = (artifact_dir(s) / runs.MANIFEST).is_file()
     path = train_cached(s)
-    if runs.read_manifest(path).get("source") == "release":
-        return path, "released"
-    return path, "run cache" if existed else "trained now"
+    return path, release.where_from(path, existed)
 
 
 def get(name: str, profile: str, **run_control) -> tuple[torch.nn.Module, zoo.ModelCard]:

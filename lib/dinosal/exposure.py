@@ -161,6 +161,4 @@ def resolve(s: ExposureSpec) -> tuple[Path, str]:
     """:func:`train_cached` of ``s`` and where it came from: ``"released"``, ``"run cache"`` or ``"trained now"``."""
     existed = (artifact_dir(s) / runs.MANIFEST).is_file()
     path = train_cached(s)
-    if runs.read_manifest(path).get("source") == "release":
-        return path, "released"
-    return path, "run cache" if existed else "trained now"
+    return path, release.where_from(path, existed)

@@ -346,9 +346,7 @@ def resolve(s: TransferSpec) -> tuple[Path, str]:
         return exposure.resolve(s)
     existed = (artifact_dir(s) / runs.MANIFEST).is_file()
     path = train_cached(s)
-    if runs.read_manifest(path).get("source") == "release":
-        return path, "released"
-    return path, "run cache" if existed else "trained now"
+    return path, release.where_from(path, existed)
 
 
 @dataclass(frozen=True)

@@ -336,9 +336,7 @@ def resolve(spec: TrainSpec) -> tuple[Path, str]:
     (trained earlier on this machine) or ``"trained now"`` (by this call)."""
     existed = (artifact_dir(spec) / runs.MANIFEST).is_file()
     path = train_cached(spec)
-    if runs.read_manifest(path).get("source") == "release":
-        return path, "released"
-    return path, "run cache" if existed else "trained now"
+    return path, release.where_from(path, existed)
 
 
 HELD_OUT_METRICS_N = 100

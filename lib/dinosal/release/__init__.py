@@ -75,7 +75,7 @@ The command lines (``make weights``, ``make release``) live in
 :mod:`dinosal.cli`.
 """
 
-from .cache import materialise, released_artifact
+from .cache import materialise, released_artifact, where_from
 from .export import export_artifact
 from .store import (
     BACKBONE,
@@ -123,7 +123,7 @@ __all__ = [
     "CONFIG_JSON", "TRANSFER_KIND", "SELECTION_KIND", "SELECTION_JSON", "SCORES_KIND", "SCORES_CSV", "TABLE_FILE",
     "ENTRY_FILE", "WEIGHTS_FILE", "PARENT_BACKBONE", "Entry", "ReleaseIntegrityError", "release_root", "entries",
     "find",
-    "export_artifact", "verify", "withdraw", "materialise", "released_artifact", "load_backbone", "load_snapshot", "snapshot_paths",
+    "export_artifact", "verify", "withdraw", "materialise", "released_artifact", "where_from", "load_backbone", "load_snapshot", "snapshot_paths",
     "load_artifact_backbone", "load_artifact_neck", "load_classifier", "load_artifact_classifier", "compare", "sha256_file", "git_commit",
     "backbone_digest",
 ]

@@ -145,3 +145,11 @@ def released_artifact(kind: str, key: str, backbone: Optional[BackboneSource] = 
     if entry is None:
         return None
     return materialise(entry, backbone=backbone if entry.head_only else None)
+
+
+def where_from(path: Path, existed: bool) -> str:
+    """Where a resolved artifact's weights came from: ``"released"`` (materialised from ``weights/``),
+    ``"run cache"`` (``existed``: it was there before the call) or ``"trained now"``."""
+    if runs.read_manifest(path).get("source") == "release":
+        return "released"
+    return "run cache" if existed else "trained now"
