@@ -7,6 +7,7 @@ folder (``$DINOSAL_WEIGHTS``).
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -19,6 +20,8 @@ from dinosal.train.dino import CHECKPOINT, LOG_CSV, snapshot_path
 
 SNAP_STEPS = (0, 2, 4)  # the smoke recipe's snapshot_steps
 SNAPSHOTS = [f"snapshots/step_{s:06d}.safetensors" for s in SNAP_STEPS]
+STORED_SNAPSHOTS = SNAPSHOTS[:-1]  # the last (step 4 of 4) is the final backbone: stored once, a copy
+LOG_GZ = release.released_path(LOG_CSV)
 METRICS = {"corloc_lost": 0.25, "attention_mass_objects": 0.5}
 
 
@@ -58,15 +61,16 @@ def test_export_writes_the_entry_and_a_complete_manifest_row(trained, weights):
     assert release.release_root() == weights and entry.folder == weights / "dino_world"
 
     files = sorted(p.relative_to(entry.folder).as_posix() for p in entry.folder.rglob("*") if p.is_file())
-    assert files == sorted([BACKBONE, CONFIG_JSON, LOG_CSV, *SNAPSHOTS]) == sorted(entry.files)
-    assert (entry.folder / LOG_CSV).read_bytes() == (path / LOG_CSV).read_bytes()
+    assert files == sorted([BACKBONE, CONFIG_JSON, LOG_GZ, *STORED_SNAPSHOTS]) == sorted(entry.files)
+    assert LOG_GZ == "log.csv.gz" and entry.copies == {SNAPSHOTS[-1]: BACKBONE}
+    assert gzip.decompress((entry.folder / LOG_GZ).read_bytes()) == (path / LOG_CSV).read_bytes()
     assert json.loads((entry.folder / CONFIG_JSON).read_text()) == runs.read_manifest(path)["config"]
 
     doc = json.loads((weights / "manifest.json").read_text())
     assert doc["format"] == release.FORMAT and len(doc["entries"]) == 1
     row = doc["entries"][0]
     assert set(row) == {"name", "profile", "kind", "key", "files", "dtype", "steps", "train_seconds", "machine",
-                        "commit", "versions", "metrics", "created"}
+                        "commit", "versions", "metrics", "created", "copies"}
     assert row["key"] == zoo.model_key(spec) and row["kind"] == "dino" and row["profile"] == "smoke"
     assert row["steps"] == 4 and row["train_seconds"] > 0 and row["dtype"] == "float16"
     assert row["machine"]["cpu_count"] and row["versions"]["torch"] and row["commit"] and row["created"]
@@ -92,8 +96,11 @@ def test_materialised_release_loads_the_teacher_and_is_what_the_zoo_finds(traine
     entry = release.export_artifact(path, "dino_world", "smoke", METRICS, dtype="float32")
     art = release.materialise(entry)
     assert art == runs.cache_root() / "dino" / zoo.model_key(spec)
+    # the run cache holds the log plain and the copy written out: the files a training leaves
     assert sorted(p.relative_to(art).as_posix() for p in art.rglob("*") if p.is_file()) == sorted(
-        [runs.MANIFEST, *entry.files])
+        [runs.MANIFEST, BACKBONE, CONFIG_JSON, LOG_CSV, *SNAPSHOTS])
+    assert (art / LOG_CSV).read_bytes() == (path / LOG_CSV).read_bytes()
+    assert (art / SNAPSHOTS[-1]).read_bytes() == (art / BACKBONE).read_bytes()
     m = runs.read_manifest(art)
     assert m["source"] == "release" and m["key"] == entry.key and m["release"]["name"] == "dino_world"
     assert m["training"]["steps"] == 4 and m["timings"]["build_seconds"] == entry.train_seconds
@@ -130,8 +137,10 @@ def test_fp16_release_is_close_and_snapshots_round_trip(trained, weights):
     kept = release.snapshot_paths(art)
     assert list(kept) == list(SNAP_STEPS) and all(p.suffix == ".safetensors" for p in kept.values())
     fp32 = release.export_artifact(path, "dino_world_fp32", "smoke", METRICS, dtype="float32")
-    for step in SNAP_STEPS:
-        snap = release.load_snapshot(fp32.folder / f"snapshots/step_{step:06d}.safetensors")
+    assert fp32.copies == {SNAPSHOTS[-1]: BACKBONE}  # the last snapshot is the final backbone, stored once
+    for step, rel in zip(SNAP_STEPS, SNAPSHOTS):
+        snap = (release.load_backbone(fp32.folder) if rel in fp32.copies
+                else release.load_snapshot(fp32.folder / rel))
         assert torch.equal(_outputs(snap, x), _outputs(_teacher(snapshot_path(path, step)), x))
         torch.testing.assert_close(_outputs(release.load_artifact_backbone(art, snapshot=step), x),
                                    _outputs(snap, x), rtol=0, atol=2e-2)
@@ -142,10 +151,10 @@ def test_fp16_release_is_close_and_snapshots_round_trip(trained, weights):
 def test_an_entry_without_snapshots_materialises_and_the_zoo_finds_none(trained, weights, monkeypatch):
     spec, path = trained
     entry = release.export_artifact(path, "dino_world__seed1", "smoke", METRICS, snapshots=False)
-    assert sorted(entry.files) == sorted([BACKBONE, CONFIG_JSON, LOG_CSV])
+    assert sorted(entry.files) == sorted([BACKBONE, CONFIG_JSON, LOG_GZ]) and entry.copies is None
     assert not (entry.folder / "snapshots").exists()
     with_snaps = release.export_artifact(path, "dino_world__seed1", "smoke", METRICS)  # the folder is replaced
-    assert sorted(with_snaps.files) == sorted([BACKBONE, CONFIG_JSON, LOG_CSV, *SNAPSHOTS])
+    assert sorted(with_snaps.files) == sorted([BACKBONE, CONFIG_JSON, LOG_GZ, *STORED_SNAPSHOTS])
     again = release.export_artifact(path, "dino_world__seed1", "smoke", METRICS, snapshots=False)
     assert again.files == entry.files and not (again.folder / "snapshots").exists()
     assert [e.name for e in release.entries()] == ["dino_world__seed1"]
@@ -287,7 +296,7 @@ def test_command_lines_release_verify_and_weights(trained, weights, monkeypatch,
     assert "retraining" in capsys.readouterr().out
     assert (art / CHECKPOINT).is_file() and "source" not in runs.read_manifest(art)
 
-    (entry.folder / LOG_CSV).write_text("step,loss\n")
+    (entry.folder / LOG_GZ).write_text("step,loss\n")
     assert release_main(["verify"]) == 1
     assert "log.csv" in capsys.readouterr().out
 
@@ -345,7 +354,7 @@ def test_released_log_came_from_this_code(tmp_path, monkeypatch):
     monkeypatch.delenv(release.WEIGHTS_ENV, raising=False)
     spec = dict(zoo.catalogue("cpu"))["dino_world"]
     entry = release.find(zoo.model_key(spec))
-    released = pd.read_csv(entry.folder / LOG_CSV)
+    released = pd.read_csv(entry.folder / LOG_GZ)
     cfg = spec.dino.replace(stop_at_step=RETRAIN_STEPS, progress=False, threads=1, num_workers=0,
                             snapshot_steps=())
     # snapshot_steps only decides which teachers are kept on disk, not the run (run-control in effect)

@@ -11,6 +11,8 @@ release folder (``$DINOSAL_WEIGHTS``) and resolves it again from an empty cache,
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import re
 import shutil
@@ -20,6 +22,8 @@ import pytest
 
 from dinosal import release, run_scores, runs, zoo
 from dinosal.release import CONFIG_JSON, SCORES_CSV, SCORES_KIND, ReleaseIntegrityError
+
+SCORES_GZ = release.released_path(SCORES_CSV)  # the release stores the table gzip-compressed
 
 NAME = "dino_world__scores"
 TABLE = b"image,q,lost_hit,share|attention|objects\n0,0.25,1,0.5\n1,0.125,0,0.375\n"
@@ -73,8 +77,8 @@ def test_round_trip_through_the_release_gives_the_same_table(dirs):
     manifest = runs.read_manifest(path)
     entry = release.export_artifact(path, NAME, "smoke", dtype="float32")  # no tensors: dtype ignored
     assert entry.kind == "scores" and entry.key == manifest["key"] == path.name and entry.profile == "smoke"
-    assert sorted(entry.files) == [CONFIG_JSON, SCORES_CSV] == sorted(_files(entry.folder))
-    assert (entry.folder / SCORES_CSV).read_bytes() == TABLE  # byte for byte
+    assert sorted(entry.files) == [CONFIG_JSON, SCORES_GZ] == sorted(_files(entry.folder))
+    assert gzip.decompress((entry.folder / SCORES_GZ).read_bytes()) == TABLE  # byte for byte
     assert json.loads((entry.folder / CONFIG_JSON).read_text()) == manifest["config"]
     assert entry.scores == BLOCK and entry.selection is None and entry.transfer is None and entry.backbone is None
     assert entry.dtype == "" and entry.commit == "abc123" and not entry.head_only
@@ -109,7 +113,7 @@ def test_an_artifact_without_its_table_is_not_released(dirs):
     assert release.entries() == []
 
 
-@pytest.mark.parametrize("rel", [SCORES_CSV, CONFIG_JSON])
+@pytest.mark.parametrize("rel", [SCORES_GZ, CONFIG_JSON])
 def test_a_corrupted_released_table_is_named_never_recomputed(dirs, rel):
     cache, _ = dirs
     entry = release.export_artifact(_table(), NAME, "smoke")
@@ -161,7 +165,7 @@ def test_command_line_releases_the_cached_tables_and_names_the_missing(dirs, mon
     assert release_main(["release", "--from-cache", "--profile", "smoke", "--names", "nosuch__scores"]) == 1
     assert "nosuch__scores" in capsys.readouterr().err
 
-    (entry.folder / SCORES_CSV).write_bytes(TABLE + b"2,0.5,1,0.25\n")
+    (entry.folder / SCORES_GZ).write_bytes(gzip.compress(TABLE + b"2,0.5,1,0.25\n"))
     assert release_main(["verify"]) == 1 and "scores.csv" in capsys.readouterr().out
 
 
@@ -173,10 +177,10 @@ def test_withdraw_removes_only_what_the_entry_lists_and_never_a_changed_file(dir
     gone = release.withdraw(NAME)
     assert gone.name == NAME and [e.name for e in release.entries()] == ["other__scores"]
     assert _files(entry.folder) == {"notes.txt": b"somebody's file"}  # a file it did not write stays
-    (other.folder / SCORES_CSV).write_bytes(b"edited by hand\n")
+    (other.folder / SCORES_GZ).write_bytes(b"edited by hand\n")
     with pytest.raises(ReleaseIntegrityError):
         release.withdraw("other__scores")
-    assert (other.folder / SCORES_CSV).is_file() and [e.name for e in release.entries()] == ["other__scores"]
+    assert (other.folder / SCORES_GZ).is_file() and [e.name for e in release.entries()] == ["other__scores"]
     with pytest.raises(KeyError, match="nosuch"):
         release.withdraw("nosuch")
 
@@ -190,3 +194,20 @@ def test_every_cpu_score_table_of_the_study_is_released_with_its_current_key(mon
     for name, path in tables:
         assert name in released, f"{name}: not released (python -m dinosal.cli scores, then make release)"
         assert released[name].key == path.name, f"{name}: released under another key; score it again"
+
+
+def test_a_repeated_release_keeps_the_compressed_bytes_it_holds(dirs):
+    """The same table released again keeps the .gz bytes already in the release, even when this machine's
+    zlib would compress it otherwise (simulated: a table stored at another compression level)."""
+    _, root = dirs
+    path = _table()
+    entry = release.export_artifact(path, NAME, "smoke")
+    other_zlib = gzip.compress(TABLE, compresslevel=1, mtime=0)
+    assert other_zlib != (entry.folder / SCORES_GZ).read_bytes()
+    (entry.folder / SCORES_GZ).write_bytes(other_zlib)
+    doc = json.loads((root / "manifest.json").read_text())
+    doc["entries"][0]["files"][SCORES_GZ] = hashlib.sha256(other_zlib).hexdigest()
+    (root / "manifest.json").write_text(json.dumps(doc))
+    again = release.export_artifact(path, NAME, "smoke")
+    assert (again.folder / SCORES_GZ).read_bytes() == other_zlib
+    assert again.files[SCORES_GZ] == doc["entries"][0]["files"][SCORES_GZ]

@@ -23,6 +23,8 @@ NAME, SEED = "random__ce_vehicles", 0
 RELEASED = f"{NAME}__s{SEED}"
 SNAP_STEPS = (0, 2, 4)  # the smoke fine-tune's snapshot_steps
 SNAPSHOTS = [f"snapshots/step_{s:06d}.safetensors" for s in SNAP_STEPS]
+STORED_SNAPSHOTS = SNAPSHOTS[:-1]  # the last (step 4 of 4) is the final classifier: stored once, a copy
+LOG_GZ = release.released_path(LOG_CSV)
 
 
 def _smoke_spec(name: str):
@@ -95,7 +97,8 @@ def test_round_trip_loads_the_same_classifier_class_names_and_snapshots(trained,
     entry = release.export_artifact(trained, RELEASED, "smoke")  # float16
     manifest = runs.read_manifest(trained)
     assert entry.kind == "transfer" and entry.key == transfers.model_key(_spec())
-    assert sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_CSV, *SNAPSHOTS]) == sorted(_files(entry.folder))
+    assert sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_GZ, *STORED_SNAPSHOTS]) == sorted(_files(entry.folder))
+    assert entry.copies == {SNAPSHOTS[-1]: CLASSIFIER}
     assert entry.transfer == manifest["transfer"] and entry.metrics == manifest["metrics"]
     assert entry.steps == 4 and json.loads((entry.folder / CONFIG_JSON).read_text()) == manifest["config"]
     assert release.find(entry.key, kind="transfer") == entry and release.find(entry.key) is None  # kind dino
@@ -181,7 +184,7 @@ def test_re_release_gives_no_diff_and_never_touches_foreign_files(trained, weigh
     (entry.folder / "notes.txt").unlink()
 
     bare = release.export_artifact(trained, RELEASED, "smoke", snapshots=False)
-    assert sorted(bare.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_CSV])
+    assert sorted(bare.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_GZ])
     assert not (bare.folder / "snapshots").exists() and release.entries() == [bare]
 
 
@@ -204,7 +207,7 @@ def test_command_line_releases_the_cached_transfers_and_names_the_missing(traine
     out = capsys.readouterr().out
     [entry] = release.entries()
     assert entry.name == RELEASED and entry.kind == "transfer" and entry.profile == "smoke"
-    assert sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_CSV])  # not the strip's run: no snapshots
+    assert sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_GZ])  # not the strip's run: no snapshots
     missing = [n for n, _ in transfers.catalogue("smoke") if n != RELEASED]
     for name in missing:
         assert f"{name}: not in the run cache" in out
@@ -266,7 +269,7 @@ def test_a_probe_is_released_head_only_and_loads_as_the_whole_release(probe_trai
     parent_entry, entry = _release_probe(probe_trained)
     whole = release.export_artifact(probe, "whole", "smoke", head_only=False)  # what the release held before
     assert entry.head_only and not whole.head_only and whole.backbone is None
-    assert entry.backbone["from"] == "parent" and sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_CSV])
+    assert entry.backbone["from"] == "parent" and sorted(entry.files) == sorted([CLASSIFIER, CONFIG_JSON, LOG_GZ])
     assert entry.size_bytes < whole.size_bytes / 4
     row = next(r for r in json.loads((weights / "manifest.json").read_text())["entries"] if r["name"] == entry.name)
     assert row["backbone"] == entry.backbone and "backbone" not in next(

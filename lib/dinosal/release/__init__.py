@@ -15,13 +15,15 @@ Layout::
                                           linear probe's: its head.* keys only (same header, plus the digest
                                           of the frozen backbone left out: its parent's, bit for bit)
     weights/<name>/config.json            the run cache's config of the model (TrainSpec / TransferKey as JSON)
-    weights/<name>/log.csv                the training log, one row per step
+    weights/<name>/log.csv.gz             the training log, one row per step (gzip; the run cache holds log.csv)
     weights/<name>/snapshots/step_NNNNNN.safetensors   the weights after NNNNNN steps, as the final file
-                                          (optional: :func:`export_artifact` with ``snapshots=False`` keeps none)
+                                          (optional: :func:`export_artifact` with ``snapshots=False`` keeps none;
+                                          the last one, when it is the final file, is stored once: the
+                                          entry's ``copies``)
     weights/<name>/selection.json         kind "transfer_selection": a transfer task's validation grid (the
                                           table :func:`dinosal.transfers.select` caches; with config.json only)
-    weights/<name>/scores.csv             kind "scores": a table of per-image scores (:mod:`dinosal.run_scores`;
-                                          with config.json only)
+    weights/<name>/scores.csv.gz          kind "scores": a table of per-image scores (:mod:`dinosal.run_scores`;
+                                          gzip; with config.json only)
 
 Names: a DINO model's catalogue name (``dino_world``, ``dino_world__seed1``,
 ``theory__full_dino``: :func:`dinosal.zoo.catalogue`); a transfer's
@@ -86,6 +88,7 @@ from .store import (
     ENTRY_FILE,
     FORMAT,
     MANIFEST,
+    PACKED,
     PARENT_BACKBONE,
     RELEASE_DIR,
     SCORES_CSV,
@@ -101,8 +104,10 @@ from .store import (
     compare,
     entries,
     find,
+    cache_path,
     git_commit,
     release_root,
+    released_path,
     sha256_file,
     verify,
     withdraw,
@@ -121,7 +126,7 @@ from .tensors import (
 __all__ = [
     "WEIGHTS_ENV", "RELEASE_DIR", "MANIFEST", "FORMAT", "DEFAULT_DTYPE", "DTYPES", "BACKBONE", "CLASSIFIER",
     "CONFIG_JSON", "TRANSFER_KIND", "SELECTION_KIND", "SELECTION_JSON", "SCORES_KIND", "SCORES_CSV", "TABLE_FILE",
-    "ENTRY_FILE", "WEIGHTS_FILE", "PARENT_BACKBONE", "Entry", "ReleaseIntegrityError", "release_root", "entries",
+    "ENTRY_FILE", "WEIGHTS_FILE", "PARENT_BACKBONE", "PACKED", "released_path", "cache_path", "Entry", "ReleaseIntegrityError", "release_root", "entries",
     "find",
     "export_artifact", "verify", "withdraw", "materialise", "released_artifact", "where_from", "load_backbone", "load_snapshot", "snapshot_paths",
     "load_artifact_backbone", "load_artifact_neck", "load_classifier", "load_artifact_classifier", "compare", "sha256_file", "git_commit",

@@ -21,6 +21,8 @@ from .store import (
     TRANSFER_KIND,
     Entry,
     ReleaseIntegrityError,
+    cache_path,
+    unpack,
     verify,
 )
 from .tensors import _read_json, backbone_digest, rebuild_classifier
@@ -51,9 +53,10 @@ def materialise(entry: Entry, cache_root=None, backbone: Optional[BackboneSource
     atomic; an existing artifact is returned as is), for any kind. The
     artifact holds the released files (``backbone.safetensors`` or
     ``classifier.safetensors``, ``config.json``, ``log.csv``, the
-    ``snapshots/*.safetensors`` the entry lists, possibly none; a
-    validation grid's ``selection.json`` and ``config.json``; a score
-    table's ``scores.csv`` and ``config.json``) and a
+    ``snapshots/*.safetensors`` the entry lists, possibly none, and its
+    ``copies``; a validation grid's ``selection.json`` and ``config.json``; a
+    score table's ``scores.csv`` and ``config.json``; files released
+    gzip-compressed, ``*.csv.gz``, are written plain) and a
     manifest with ``"source": "release"``, ``"release"`` (name, profile,
     dtype, commit, created, files), the training's ``machine``,
     ``versions``, ``timings.build_seconds``, ``training.steps``, ``commit``
@@ -103,7 +106,7 @@ def materialise(entry: Entry, cache_root=None, backbone: Optional[BackboneSource
                               f"trained on (sha256 {digest} in {entry.dtype}, released "
                               f"{entry.backbone['sha256']}); the classifier rebuilt from it differs from the "
                               "released one", UserWarning, stacklevel=3)
-        rebuilt = {}
+        rebuilt, written = {}, {}
         for rel, expected in sorted(entry.files.items()):
             if parent is not None and _weights_file(rel):  # the released head and the parent's backbone
                 data = rebuild_classifier(entry.folder / rel, state, expected)
@@ -113,8 +116,17 @@ def materialise(entry: Entry, cache_root=None, backbone: Optional[BackboneSource
                 actual = hashlib.sha256(data).hexdigest()
                 if actual != expected:  # changed since verify(): check what is copied
                     raise ReleaseIntegrityError(entry.folder / rel, expected, actual)
-            runs.atomic_write_bytes(tmp / rel, data)
-        release = {k: getattr(entry, k) for k in ("name", "profile", "dtype", "commit", "created", "files")}
+                if cache_path(rel) != rel:  # stored gzip-compressed; the run cache holds it plain
+                    data = unpack(data, entry.folder / rel)
+            written[rel] = data
+            runs.atomic_write_bytes(tmp / cache_path(rel), data)
+        copies = dict(entry.copies or {})
+        for rel, source in sorted(copies.items()):  # stored once: the bytes of the file they repeat
+            runs.atomic_write_bytes(tmp / rel, written[source])
+            if source in rebuilt:
+                rebuilt[rel] = rebuilt[source]
+        release = {k: getattr(entry, k) for k in ("name", "profile", "dtype", "commit", "created")}
+        release["files"] = {**entry.files, **{rel: entry.files[source] for rel, source in copies.items()}}
         out = {
             "source": "release", "release": release, "machine": entry.machine, "versions": entry.versions,
             "commit": entry.commit, "metrics": entry.metrics, "training": {"steps": entry.steps},

@@ -36,6 +36,9 @@ from .store import (
     _root,
     _write_manifest,
     git_commit,
+    pack,
+    released_path,
+    unpack,
     verify,
 )
 from .tensors import (
@@ -147,9 +150,10 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     weights (dino: ``backbone.safetensors``, the teacher's backbone, no
     head -- a LEWEL companion also its neck, ``neck.safetensors``; transfer: ``classifier.safetensors``, the whole classifier with
     its config, class names and step in the header; floating tensors cast
-    to ``dtype``), ``config.json`` (the artifact's run config), ``log.csv``
-    (copied) and, with ``snapshots``, one ``snapshots/step_NNNNNN.safetensors``
-    per snapshot (``snapshots=False``: none, the entry lists none); then
+    to ``dtype``), ``config.json`` (the artifact's run config), ``log.csv.gz``
+    (the log, gzip-compressed) and, with ``snapshots``, one ``snapshots/step_NNNNNN.safetensors``
+    per snapshot (``snapshots=False``: none, the entry lists none; a snapshot whose bytes are the final
+    weights' is stored once and listed in the entry's ``copies``); then
     replaces the manifest entry of ``name``. ``metrics``: held-out metrics
     (dino: name -> number; None: the artifact manifest's ``"metrics"``, for
     a transfer its validation scores, kept as they are). Provenance from the
@@ -168,7 +172,7 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     A validation grid (kind ``"transfer_selection"``, :func:`dinosal.transfers.select`) is released as
     its ``selection.json`` (copied byte for byte) and ``config.json``, with the artifact manifest's
     ``"selection"`` block (task, mode, parent, metric, best) in the entry; a score table (kind
-    ``"scores"``, :mod:`dinosal.run_scores`) as its ``scores.csv`` (byte for byte) and ``config.json``,
+    ``"scores"``, :mod:`dinosal.run_scores`) as its ``scores.csv`` (gzip-compressed, ``scores.csv.gz``) and ``config.json``,
     with the manifest's ``"scores"`` block, if any, in the entry. Neither has tensors (``dtype`` is
     ignored, the entry's is ``""``), a log or snapshots.
 
@@ -235,6 +239,8 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     if not table:
         blobs[LOG_CSV] = (cache_dir / LOG_CSV).read_bytes()
 
+    blobs, copies = _stored_blobs(root, name, blobs, WEIGHTS_FILE.get(kind))
+
     if metrics is None:
         metrics = manifest.get("metrics") or {}
     if kind == KIND:
@@ -257,9 +263,35 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
         versions=manifest.get("versions", {}), metrics=metrics,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         transfer=block("transfer", TRANSFER_KIND), selection=block("selection", SELECTION_KIND),
-        scores=block("scores", SCORES_KIND), backbone=backbone, root=str(root),
+        scores=block("scores", SCORES_KIND), backbone=backbone, copies=copies or None, root=str(root),
     )
     return _install(root, name, entry, blobs)
+
+
+def _stored_blobs(root: Path, name: str, blobs: Mapping[str, bytes],
+                  main: Optional[str]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """What the release stores of the files ``blobs`` (run-cache path -> bytes) of entry ``name``, and its
+    copies: a snapshot whose bytes are the final weights' (``main``) is stored once (``copies``: path ->
+    ``main``); a file of a :data:`~dinosal.release.store.PACKED` kind goes in gzip-compressed as
+    ``<file>.gz`` -- the bytes the release already holds for it when their content is the same, so a release
+    repeated on another zlib gives no diff."""
+    old = next((e for e in _read_manifest(root) if e.name == name), None)
+    out, copies = {}, {}
+    for rel, data in blobs.items():
+        if main is not None and rel != main and rel.startswith(f"{SNAPSHOT_DIR}/") and data == blobs.get(main):
+            copies[rel] = main
+            continue
+        stored = released_path(rel)
+        if stored == rel:
+            out[rel] = data
+            continue
+        out[stored] = pack(data)
+        kept = old.folder / stored if old is not None and stored in old.files else None
+        if kept is not None and kept.is_file():
+            previous = kept.read_bytes()
+            if hashlib.sha256(previous).hexdigest() == old.files[stored] and unpack(previous, kept) == data:
+                out[stored] = previous
+    return out, copies
 
 
 def _install(root: Path, name: str, entry: Entry, blobs: Mapping[str, bytes]) -> Entry:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
@@ -62,6 +63,38 @@ ENTRY_FILE: dict[str, str] = {**WEIGHTS_FILE, **TABLE_FILE}
 ``"transfer_selection"``, :func:`dinosal.transfers.select`: ``selection.json``,
 no tensors) or a score table (kind ``"scores"``, :mod:`dinosal.run_scores`:
 ``scores.csv``, no tensors)."""
+PACKED = (".csv",)
+"""Suffixes of the files the release stores gzip-compressed, as ``<file>.gz`` (the training logs and the score
+tables: text that compresses about 3x); the run cache holds them plain (:func:`released_path`, :func:`pack`)."""
+GZIP = ".gz"
+
+
+def released_path(rel: str) -> str:
+    """The release's path of the run-cache file ``rel``: ``log.csv`` -> ``log.csv.gz`` (see :data:`PACKED`),
+    any other path unchanged."""
+    return rel + GZIP if rel.endswith(PACKED) else rel
+
+
+def cache_path(rel: str) -> str:
+    """The run-cache path of the released file ``rel`` (the inverse of :func:`released_path`)."""
+    return rel[: -len(GZIP)] if rel.endswith(tuple(s + GZIP for s in PACKED)) else rel
+
+
+def pack(data: bytes) -> bytes:
+    """``data`` gzip-compressed with no time stamp and no file name in the header (the same bytes from the
+    same data and zlib, so a release repeated gives no diff)."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def unpack(data: bytes, path) -> bytes:
+    """The content of the released gzip file ``path`` whose bytes are ``data``; ``ValueError`` naming it
+    when they are not a gzip stream."""
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise ValueError(f"{path}: not a gzip file ({err}); restore it from git or release it again") from err
+
+
 PARENT_BACKBONE = "parent"
 """``Entry.backbone["from"]`` of a linear probe released head-only: its frozen
 backbone is its parent's (identified by the ``parent`` of its ``config.json``)."""
@@ -111,8 +144,12 @@ class Entry:
     hold the ``head.*`` tensors only, its frozen backbone is its parent's):
     ``{"from": "parent", "sha256": digest of that backbone in the entry's
     dtype}`` (:func:`~dinosal.release.tensors.backbone_digest`), None for a
-    whole classifier and the other kinds (not stored). ``root``: the release
-    folder the entry was read from (not stored).
+    whole classifier and the other kinds (not stored). copies: ``{path: path
+    in files}`` of the files stored once because their bytes are another's
+    (a run's last snapshot is its final weights), None when there are none
+    (not stored); :func:`~dinosal.release.materialise` writes both. Files of
+    :data:`PACKED` kinds are listed (and stored) as ``<file>.gz``. ``root``:
+    the release folder the entry was read from (not stored).
     """
 
     name: str
@@ -132,6 +169,7 @@ class Entry:
     selection: Optional[dict] = None
     scores: Optional[dict] = None
     backbone: Optional[dict] = None
+    copies: Optional[dict] = None
     root: Optional[str] = field(default=None, compare=False, repr=False)
 
     @property
@@ -159,7 +197,7 @@ class Entry:
         return sum((self.folder / rel).stat().st_size for rel in self.files if (self.folder / rel).is_file())
 
 
-_OPTIONAL = ("transfer", "selection", "scores", "backbone")
+_OPTIONAL = ("transfer", "selection", "scores", "backbone", "copies")
 _FIELDS = [f.name for f in dataclasses.fields(Entry) if f.name != "root" and f.name not in _OPTIONAL]
 
 
@@ -308,8 +346,12 @@ def verify(entry: Entry) -> Entry:
         raise ValueError(f"{entry.folder}: release entry {entry.name!r} has kind {entry.kind!r}; "
                          f"known: {sorted(ENTRY_FILE)}")
     for needed in (ENTRY_FILE[entry.kind], CONFIG_JSON):
-        if needed not in entry.files:
+        if needed not in entry.files and released_path(needed) not in entry.files:
             raise ValueError(f"{entry.folder}: release entry {entry.name!r} lists no {needed}")
+    for rel, source in sorted((entry.copies or {}).items()):
+        if source not in entry.files or rel in entry.files:
+            raise ValueError(f"{entry.folder}: release entry {entry.name!r} lists {rel} as a copy of {source}, "
+                             f"which it {'does not list' if source not in entry.files else 'also lists as a file'}")
     for rel, expected in sorted(entry.files.items()):
         path = entry.folder / rel
         if not path.is_file():
