@@ -288,5 +288,5 @@ def test_every_cpu_companion_is_released_with_its_current_key(name, monkeypatch)
     entry = next((e for e in release.entries("cpu") if e.name == name), None)
     assert entry is not None, f"{name}: not released (python -m dinosal.cli companions, then make release)"
     assert entry.key == companions.model_key(companions.spec(name, "cpu")), f"{name}: released under another key"
-    assert "log.csv" in entry.files and (name.startswith("mugs") or "neck.safetensors" in entry.files)
+    assert "log.csv.gz" in entry.files and (name.startswith("mugs") or "neck.safetensors" in entry.files)
     assert entry.metrics.get("corloc") is not None
