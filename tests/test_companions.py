@@ -263,7 +263,8 @@ def test_a_lewel_release_carries_its_neck_and_its_maps_score(monkeypatch, tmp_pa
                                                              root=tmp_path / "weights").files
     copy = release.materialise(release.find(entry.key, root=tmp_path / "weights"), cache_root=tmp_path / "other")
     trained, released = release.load_artifact_neck(path), release.load_artifact_neck(copy)
-    assert set(trained) == set(released)
+    # the release keeps what the maps need, the neck's proj; the slots' proj_obj stays out
+    assert set(released) == {k for k in trained if k.startswith("proj.")} and any(k.startswith("proj_obj.") for k in trained)
     assert torch.allclose(trained["proj.mlp.0.weight"], released["proj.mlp.0.weight"], atol=1e-2)  # float16
     with pytest.raises(FileNotFoundError, match="no LEWEL neck"):
         release.load_artifact_neck(mugs)
@@ -272,6 +273,12 @@ def test_a_lewel_release_carries_its_neck_and_its_maps_score(monkeypatch, tmp_pa
         transfers.spec("random__bce_driving", "smoke").data, 2, 32, patch=8)]
     grid = companions.alignment_grid(net, [sc.image for sc in scenes])
     assert grid.shape == (2, 32, 4, 4) and np.allclose(grid.sum((2, 3)), 1, atol=1e-5)
+    monkeypatch.setenv("DINOSAL_CACHE", str(tmp_path / "other"))  # the run cache of a clean clone: the release
+    part = companions.lewel_network("lewel_driving", "smoke")
+    assert part.head["neck"].proj_obj is None and net.head["neck"].proj_obj is not None
+    np.testing.assert_allclose(companions.alignment_grid(part, [sc.image for sc in scenes]), grid, atol=2e-3)
+    with pytest.raises(RuntimeError, match="maps_only"):
+        part(torch.zeros(1, 3, 32, 32))
     ratios = companions.alignment_ratios(net, [sc.image for sc in scenes],
                                          [transfer_sets.scene_truth(sc) for sc in scenes], ["objects", "road"])
     assert ratios.shape == (32, 2) and (ratios.values >= 0).all()

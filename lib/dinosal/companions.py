@@ -186,15 +186,17 @@ def get(name: str, profile: str, **run_control) -> tuple[torch.nn.Module, zoo.Mo
 
 def lewel_network(name: str, profile: str) -> LewelWrapper:
     """The teacher of LEWEL companion ``name`` with its neck (eval mode): ``.alignment_maps(images)`` gives
-    its alignment maps. The neck comes from the training checkpoint or the release
-    (:func:`dinosal.release.load_artifact_neck`). ``ValueError`` for a Mugs companion."""
+    its alignment maps. The neck comes from the training checkpoint (whole) or the release (its map
+    projection only: a ``maps_only`` neck, whose ``forward`` refuses to give slots;
+    :func:`dinosal.release.load_artifact_neck`). ``ValueError`` for a Mugs companion."""
     s = spec(name, profile)
     if s.method != "lewel":
         raise ValueError(f"companions: {name!r} is a {METHOD_NAMES[s.method]} run; only LEWEL has alignment maps")
     path, _ = resolve(s)
+    neck = release.load_artifact_neck(path)
     net = LewelWrapper(release.load_artifact_backbone(path), s.options.hidden, s.options.out_dim, s.options.num_heads,
-                       predictors=False)
-    net.head["neck"].load_state_dict(release.load_artifact_neck(path))
+                       predictors=False, maps_only=not any(k.startswith("proj_obj.") for k in neck))
+    net.head["neck"].load_state_dict(neck)
     return net.eval()
 
 

@@ -63,23 +63,36 @@ class ObjectNeck(nn.Module):
     divided by ``scale`` (LEWEL: 1.0) and softmaxed over the N positions. With ``num_heads`` groups (the
     LEWEL scripts: 4), group h of maps (k / num_heads of them) pools channel slice h of the tokens (C /
     num_heads channels each), giving ``(B, C, k / num_heads)``, which ``proj_obj`` (C -> hidden -> k) projects.
-    Raises ``ValueError`` when ``num_heads`` does not divide both C and k.
+    Raises ``ValueError`` when ``num_heads`` does not divide both C and k. ``maps_only``: build ``proj`` alone
+    (a released LEWEL run keeps only what its maps need, see :data:`dinosal.release.NECK_FILE`); such a neck
+    gives :meth:`alignment` and refuses ``forward`` (``RuntimeError``).
     """
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_heads: int = 4, scale: float = 1.0) -> None:
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_heads: int = 4, scale: float = 1.0,
+                 maps_only: bool = False) -> None:
         super().__init__()
         if in_dim % num_heads or out_dim % num_heads:
             raise ValueError(f"ObjectNeck: num_heads {num_heads} must divide the width {in_dim} and k {out_dim}")
         self.num_heads, self.scale = int(num_heads), float(scale)
         self.proj = MLP1D(in_dim, hidden, out_dim)
-        self.proj_obj = MLP1D(in_dim, hidden, out_dim)
+        self.proj_obj = None if maps_only else MLP1D(in_dim, hidden, out_dim)
+
+    def _project(self, tokens: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``proj`` over ``[pooled, tokens]``: the global embedding ``(B, k)`` and the maps ``(B, k, N)``."""
+        z = self.proj(torch.cat([pooled[:, :, None], tokens.transpose(1, 2)], dim=2))  # (B, k, 1 + N)
+        return z[:, :, 0], F.softmax(F.normalize(z[:, :, 1:], dim=1) / self.scale, dim=2)
+
+    def alignment(self, tokens: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """The alignment maps ``(B, k, N)`` alone (what :meth:`forward` computes first; ``proj`` only)."""
+        return self._project(tokens, pooled)[1]
 
     def forward(self, tokens: torch.Tensor, pooled: torch.Tensor) -> NeckOutput:
+        if self.proj_obj is None:
+            raise RuntimeError("ObjectNeck: built with maps_only (a released run's neck holds only proj, the map "
+                               "projection); it gives alignment(), not the slots")
         b, n, c = tokens.shape
         x = tokens.transpose(1, 2)  # (B, C, N)
-        z = self.proj(torch.cat([pooled[:, :, None], x], dim=2))  # (B, k, 1 + N)
-        z_g, logits = z[:, :, 0], z[:, :, 1:]
-        maps = F.softmax(F.normalize(logits, dim=1) / self.scale, dim=2)  # (B, k, N)
+        z_g, maps = self._project(tokens, pooled)
         grouped = maps.view(b, self.num_heads, -1, n)  # (B, heads, k/heads, N)
         values = x.reshape(b, self.num_heads, c // self.num_heads, n) @ grouped.transpose(2, 3)
         slots = self.proj_obj(values.reshape(b, c, grouped.shape[2]))  # (B, k, k/heads)
@@ -104,10 +117,11 @@ class LewelWrapper(nn.Module):
     ``head.predictor`` and ``head.predictor_obj`` (:class:`MLP1D`, k -> hidden -> k).
     ``forward(x (B, 3, H, W)) -> LewelOutputs``."""
 
-    def __init__(self, backbone: nn.Module, hidden: int, out_dim: int, num_heads: int, predictors: bool) -> None:
+    def __init__(self, backbone: nn.Module, hidden: int, out_dim: int, num_heads: int, predictors: bool,
+                 maps_only: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
-        head = {"neck": ObjectNeck(backbone.embed_dim, hidden, out_dim, num_heads)}
+        head = {"neck": ObjectNeck(backbone.embed_dim, hidden, out_dim, num_heads, maps_only=maps_only)}
         if predictors:
             head.update(predictor=MLP1D(out_dim, hidden, out_dim), predictor_obj=MLP1D(out_dim, hidden, out_dim))
         self.head = nn.ModuleDict(head)
@@ -124,7 +138,9 @@ class LewelWrapper(nn.Module):
     @torch.no_grad()
     def alignment_maps(self, x: torch.Tensor) -> torch.Tensor:
         """The alignment maps of images ``x`` as ``(B, k, rows, cols)`` (each sums to 1 over the grid)."""
-        maps = self(x).neck.maps
+        tokens = self.backbone.forward_features(x)
+        prefix = int(getattr(self.backbone, "num_prefix_tokens", 1))
+        maps = self.head["neck"].alignment(tokens[:, prefix:], tokens[:, 0])
         p = self.backbone.patch_embed.patch_size
         p = p[0] if isinstance(p, tuple) else p
         return maps.reshape(*maps.shape[:2], x.shape[-2] // p, x.shape[-1] // p)

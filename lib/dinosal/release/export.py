@@ -44,6 +44,7 @@ from .store import (
 from .tensors import (
     CLASSIFIER_CONTENT,
     NECK_FILE,
+    NECK_KEPT,
     _cast,
     _expected_digest,
     _head_only_bytes,
@@ -148,7 +149,7 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     (``manifest.json`` and ``checkpoint.pth``, or one materialised from a
     release), with ``log.csv`` and optional ``snapshots/``. Writes the final
     weights (dino: ``backbone.safetensors``, the teacher's backbone, no
-    head -- a LEWEL companion also its neck, ``neck.safetensors``; transfer: ``classifier.safetensors``, the whole classifier with
+    head -- a LEWEL companion also its neck's map projection, ``neck.safetensors``; transfer: ``classifier.safetensors``, the whole classifier with
     its config, class names and step in the header; floating tensors cast
     to ``dtype``), ``config.json`` (the artifact's run config), ``log.csv.gz``
     (the log, gzip-compressed) and, with ``snapshots``, one ``snapshots/step_NNNNNN.safetensors``
@@ -221,10 +222,10 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
         meta = {"content": "dino teacher backbone", "key": manifest["key"], "dtype": dtype}
         for rel, src in sources.items():
             blobs[rel] = _dino_blob(cache_dir, rel, src, manifest, net, meta, dtype)
-        if config.get("method") == "lewel":  # a LEWEL companion: its neck too, so its alignment maps can be drawn
-            neck = load_artifact_neck(cache_dir)
+        if config.get("method") == "lewel":  # a LEWEL companion: what its alignment maps need, the neck's proj
+            neck = {k: v for k, v in load_artifact_neck(cache_dir).items() if k.startswith(NECK_KEPT)}
             blobs[NECK_FILE] = _safetensors_bytes(_cast(neck, dtype, str(cache_dir)),
-                                                  {**meta, "content": "lewel teacher neck"})
+                                                  {**meta, "content": "lewel teacher neck: the map projection"})
     else:
         meta = {"content": CLASSIFIER_CONTENT, "key": manifest["key"], "dtype": dtype}
         for rel, src in sources.items():

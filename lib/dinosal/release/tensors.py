@@ -151,13 +151,18 @@ def _expected_digest(folder: Path, rel: str) -> Optional[str]:
 
 
 NECK_FILE = "neck.safetensors"
-"""A LEWEL companion's extra released file: its teacher's neck (``head.neck.*``, what makes the alignment maps)."""
+"""A LEWEL companion's extra released file: the part of its teacher's neck that makes the alignment maps,
+``head.neck.proj.*`` (:data:`NECK_KEPT`; the slots' projection ``proj_obj`` is left out: no chapter draws
+the slots, and it would cost as much again)."""
+NECK_KEPT = "proj."
+"""Prefix (within ``head.neck.``) of the neck tensors a release keeps (:data:`NECK_FILE`)."""
 
 
 def load_artifact_neck(artifact_dir) -> dict[str, torch.Tensor]:
-    """The teacher's ``head.neck.*`` tensors (prefix dropped, float32) of a LEWEL ``dino`` artifact: from its
-    ``checkpoint.pth`` when trained here, else its released :data:`NECK_FILE` (sha256 checked against the
-    manifest). Raises ``FileNotFoundError`` for an artifact that has neither (not a LEWEL run)."""
+    """The teacher's ``head.neck.*`` tensors (prefix dropped, float32) of a LEWEL ``dino`` artifact: all of
+    them from its ``checkpoint.pth`` when trained here, else those of its released :data:`NECK_FILE` (sha256
+    checked against the manifest; ``proj.*`` only, see :data:`NECK_KEPT`). Raises ``FileNotFoundError`` for an
+    artifact that has neither (not a LEWEL run)."""
     folder = Path(artifact_dir)
     if (folder / CHECKPOINT).is_file():
         ckpt = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
