@@ -346,8 +346,8 @@ def test_models_package_reexports_its_modules():
     import dinosal.models as models
     from dinosal.models import checkpoints, heads, vit
 
-    # + PatchClassifier, classifier_features, feature_dim, set_drop_path, dino_backbone_from
-    assert len(models.__all__) == len(set(models.__all__)) == 23
+    # + PatchClassifier, classifier_features, feature_dim, set_drop_path, dino_backbone_from, seeded_vit
+    assert len(models.__all__) == len(set(models.__all__)) == 24
     for name in models.__all__ + ["DINO_WEIGHTS_ENV"]:
         obj = getattr(models, name)
         assert any(getattr(m, name, None) is obj for m in (vit, heads, checkpoints)), name

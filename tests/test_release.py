@@ -8,6 +8,7 @@ folder (``$DINOSAL_WEIGHTS``).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 
 import pytest
@@ -20,7 +21,7 @@ from dinosal.train.dino import CHECKPOINT, LOG_CSV, snapshot_path
 
 SNAP_STEPS = (0, 2, 4)  # the smoke recipe's snapshot_steps
 SNAPSHOTS = [f"snapshots/step_{s:06d}.safetensors" for s in SNAP_STEPS]
-STORED_SNAPSHOTS = SNAPSHOTS[:-1]  # the last (step 4 of 4) is the final backbone: stored once, a copy
+STORED_SNAPSHOTS = SNAPSHOTS[1:-1]  # step 0 is the random init, made from code; step 4 of 4 is the final backbone
 LOG_GZ = release.released_path(LOG_CSV)
 METRICS = {"corloc_lost": 0.25, "attention_mass_objects": 0.5}
 
@@ -63,6 +64,7 @@ def test_export_writes_the_entry_and_a_complete_manifest_row(trained, weights):
     files = sorted(p.relative_to(entry.folder).as_posix() for p in entry.folder.rglob("*") if p.is_file())
     assert files == sorted([BACKBONE, CONFIG_JSON, LOG_GZ, *STORED_SNAPSHOTS]) == sorted(entry.files)
     assert LOG_GZ == "log.csv.gz" and entry.copies == {SNAPSHOTS[-1]: BACKBONE}
+    assert list(entry.generated) == [SNAPSHOTS[0]] and entry.generated[SNAPSHOTS[0]]["from"] == "initial"
     assert gzip.decompress((entry.folder / LOG_GZ).read_bytes()) == (path / LOG_CSV).read_bytes()
     assert json.loads((entry.folder / CONFIG_JSON).read_text()) == runs.read_manifest(path)["config"]
 
@@ -70,7 +72,7 @@ def test_export_writes_the_entry_and_a_complete_manifest_row(trained, weights):
     assert doc["format"] == release.FORMAT and len(doc["entries"]) == 1
     row = doc["entries"][0]
     assert set(row) == {"name", "profile", "kind", "key", "files", "dtype", "steps", "train_seconds", "machine",
-                        "commit", "versions", "metrics", "created", "copies"}
+                        "commit", "versions", "metrics", "created", "copies", "generated"}
     assert row["key"] == zoo.model_key(spec) and row["kind"] == "dino" and row["profile"] == "smoke"
     assert row["steps"] == 4 and row["train_seconds"] > 0 and row["dtype"] == "float16"
     assert row["machine"]["cpu_count"] and row["versions"]["torch"] and row["commit"] and row["created"]
@@ -101,6 +103,10 @@ def test_materialised_release_loads_the_teacher_and_is_what_the_zoo_finds(traine
         [runs.MANIFEST, BACKBONE, CONFIG_JSON, LOG_CSV, *SNAPSHOTS])
     assert (art / LOG_CSV).read_bytes() == (path / LOG_CSV).read_bytes()
     assert (art / SNAPSHOTS[-1]).read_bytes() == (art / BACKBONE).read_bytes()
+    made = (art / SNAPSHOTS[0]).read_bytes()  # the random init, made from code: the digest of what the run kept
+    assert hashlib.sha256(made).hexdigest() == entry.generated[SNAPSHOTS[0]]["sha256"]
+    assert torch.equal(_outputs(release.load_artifact_backbone(art, snapshot=0), x := torch.randn(1, 3, 32, 32)),
+                       _outputs(zoo.initial_backbone(spec), x))
     m = runs.read_manifest(art)
     assert m["source"] == "release" and m["key"] == entry.key and m["release"]["name"] == "dino_world"
     assert m["training"]["steps"] == 4 and m["timings"]["build_seconds"] == entry.train_seconds
@@ -138,9 +144,9 @@ def test_fp16_release_is_close_and_snapshots_round_trip(trained, weights):
     assert list(kept) == list(SNAP_STEPS) and all(p.suffix == ".safetensors" for p in kept.values())
     fp32 = release.export_artifact(path, "dino_world_fp32", "smoke", METRICS, dtype="float32")
     assert fp32.copies == {SNAPSHOTS[-1]: BACKBONE}  # the last snapshot is the final backbone, stored once
+    art32 = release.materialise(fp32, cache_root=weights.parent / "fp32-cache")
     for step, rel in zip(SNAP_STEPS, SNAPSHOTS):
-        snap = (release.load_backbone(fp32.folder) if rel in fp32.copies
-                else release.load_snapshot(fp32.folder / rel))
+        snap = release.load_artifact_backbone(art32, snapshot=step)
         assert torch.equal(_outputs(snap, x), _outputs(_teacher(snapshot_path(path, step)), x))
         torch.testing.assert_close(_outputs(release.load_artifact_backbone(art, snapshot=step), x),
                                    _outputs(snap, x), rtol=0, atol=2e-2)
@@ -363,3 +369,20 @@ def test_released_log_came_from_this_code(tmp_path, monkeypatch):
     assert len(again) == RETRAIN_STEPS
     for col in ("loss", "teacher_entropy", "kl"):
         assert again[col].to_numpy() == pytest.approx(released[col].to_numpy()[:RETRAIN_STEPS], rel=RETRAIN_RTOL), col
+
+
+def test_a_step_zero_snapshot_the_library_no_longer_draws_is_refused(trained, weights):
+    """The step-0 snapshot is released as 'made from code' with the digest of the one the run kept: when the
+    library's initialisation no longer gives those bytes, materialising names the file and says so."""
+    _, path = trained
+    entry = release.export_artifact(path, "dino_world", "smoke", METRICS)
+    doc = json.loads((weights / "manifest.json").read_text())
+    doc["entries"][0]["generated"][SNAPSHOTS[0]]["sha256"] = "0" * 64
+    (weights / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="initialisation changed"):
+        release.materialise(release.entries()[0])
+    assert not (runs.cache_root() / "dino" / entry.key).exists()
+    doc["entries"][0]["generated"][SNAPSHOTS[0]]["from"] = "somewhere"
+    (weights / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="generated"):
+        release.verify(release.entries()[0])

@@ -36,7 +36,8 @@ checkpoints (:mod:`dinosal.release`):
   is named and skipped); ``--prune`` withdraws the profile's entries that no
   catalogue lists any more (``release.withdraw``: sha256 checked first);
   snapshots as ``zoo.release_snapshots`` /
-  ``transfers.release_snapshots`` decide; the total size is printed against
+  ``transfers.release_snapshots`` decide; tensors in float16 but for the
+  models of ``profiles.RELEASE_FLOAT32`` (with the reason for each); the total size is printed against
   :data:`SIZE_BUDGET_BYTES`;
 * ``scores [--profile cpu] [--available-only] [--threads N]``: score every
   run of the findings chapter (``dinosal.run_scores.study_runs``) into the
@@ -74,6 +75,7 @@ import torch.distributed as dist
 
 from . import release, runs, zoo
 from .train.dino import CHECKPOINT, config_help, train_dino
+from .profiles import RELEASE_FLOAT32
 
 __all__ = ["main", "release_main"]
 
@@ -229,11 +231,9 @@ def _release(args) -> int:
     missing = [f"{name} ({_artifact(spec)})" for name, spec in models if not (_artifact(spec) / runs.MANIFEST).is_file()]
     if missing:
         raise _CliError(f"not in the run cache: {', '.join(missing)}; train them first (make weights)")
-    # --dtype, else the dtype the entry was released in (the theory ablations keep float32), else the default
-    kept = {e.name: e.dtype for e in release.entries()}
-
+    # --dtype, else float32 for the models that need it (profiles.RELEASE_FLOAT32, with the reasons), else float16
     def dtype_of(name: str) -> str:
-        return args.dtype or kept.get(name) or release.DEFAULT_DTYPE
+        return args.dtype or ("float32" if name in RELEASE_FLOAT32 else release.DEFAULT_DTYPE)
 
     for name, spec in tqdm(models, desc=f"release {args.profile}", unit="model"):
         path = _artifact(spec)
@@ -435,8 +435,8 @@ def release_main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--prune", action="store_true", help="withdraw the profile's released entries that no catalogue "
                    "lists any more (their files are checked against their sha256 first)")
     r.add_argument("--dtype", default=None, choices=sorted(release.DTYPES),
-                   help=f"dtype of the released tensors (default: the entry's own when it was released before, "
-                        f"else {release.DEFAULT_DTYPE})")
+                   help=f"dtype of the released tensors (default: float32 for the models of "
+                        f"profiles.RELEASE_FLOAT32, which says why, else {release.DEFAULT_DTYPE})")
     for p in (w, r):
         p.add_argument("--profile", default="cpu", help="profile whose models are released (default: cpu)")
         p.add_argument("--names", nargs="*", help="only these models (default: every model of the catalogue; "

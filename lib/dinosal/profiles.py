@@ -173,6 +173,15 @@ first trained recipe."""
 # steps and optimiser, for each parent below and each seed. Fields of MugsConfig / LewelConfig, scaled down
 # for the CPU beside the official defaults those classes record (heads 2048/4096 wide, queues and memory
 # of 65,536). benchmarks/bench_companions_step.py prints what a step of each costs against DINO's.
+RELEASE_FLOAT32: dict[str, str] = {
+    "theory__full_dino": "float16 storage moves one LOST box: the theory chapter's CorLoc 0.120 becomes 0.125",
+    "theory__frozen_teacher": "the theory chapter checks that it is the random init bit for bit",
+}
+"""The released models stored in float32, each with the reason (every other one is float16, which changes no
+number its chapter prints: measured for the zoo models and for the four other theory ablations, whose k-NN,
+CorLoc and pointing are identical and whose mean cosine and attention ratio move by at most 6e-5)."""
+
+
 COMPANIONS: dict[str, dict] = {
     "smoke": {"parents": {"dino_world": (0,), "dino_driving": (0,)},
               "mugs": dict(head_hidden=64, out_dim=32, predictor_hidden=64, queue_size=64, memory_size=32, top_n=4),

@@ -56,7 +56,7 @@ import torch
 
 from . import knn, release, runs
 from .data.multicrop import MultiCropConfig
-from .models import create_vit, load_dino_backbone, load_dino_timm, official_weights_path
+from .models import load_dino_backbone, load_dino_timm, official_weights_path, seeded_vit
 from .profiles import DINO_RECIPES, DinoRecipe
 from .train.runtime import adopt_run
 from .train.dino import RUN_CONTROL_FIELDS, DinoConfig, train_dino
@@ -280,19 +280,14 @@ def model_key(spec: TrainSpec) -> str:
 def initial_backbone(dino: DinoConfig | TrainSpec) -> torch.nn.Module:
     """The ViT of ``dino`` at random init, in eval mode: the weights DINO starts from.
 
-    The seeding rule of :class:`~dinosal.train.dino.DinoTrainer`, written once
-    for everything that needs the initial network: ``torch.manual_seed(dino.seed)``,
-    then :func:`~dinosal.models.create_vit` with the config's ``arch``,
-    ``patch``, ``img_size`` and ``pos_interp`` (the student's ``drop_path``
-    draws no random numbers at init). The caller's RNG state is left as it
-    was (``torch.random.fork_rng``). ``tests/test_runs.py`` checks it against
+    The seeding rule of :class:`~dinosal.train.dino.DinoTrainer`
+    (:func:`~dinosal.models.seeded_vit`: ``torch.manual_seed(dino.seed)``, then
+    :func:`~dinosal.models.create_vit` with the config's ``arch``, ``patch``,
+    ``img_size`` and ``pos_interp``; the caller's RNG state is left as it was). ``tests/test_runs.py`` checks it against
     the trainer's student, the training chapter against step 0 of each run.
     """
     d = dino.dino if isinstance(dino, TrainSpec) else dino
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(d.seed)
-        model = create_vit(d.arch, patch=d.patch, img_size=d.img_size, pos_interp=d.pos_interp)
-    return model.eval()
+    return seeded_vit(d.seed, d.arch, patch=d.patch, img_size=d.img_size, pos_interp=d.pos_interp)
 
 
 def get(name: str, profile: str, **train_overrides) -> tuple[torch.nn.Module, ModelCard]:

@@ -26,7 +26,7 @@ never writes its own ViT. What this package adds:
 
 Modules:
 
-* :mod:`.vit` -- the ViT (:func:`create_vit`, :class:`DinoVisionTransformer`)
+* :mod:`.vit` -- the ViT (:func:`create_vit`, :func:`seeded_vit`, :class:`DinoVisionTransformer`)
   and position-embedding interpolation (``"dino"`` / ``"timm"``,
   :data:`POS_INTERP`; the two methods are explained there);
 * :mod:`.heads` -- :class:`DINOHead`, :class:`MultiCropWrapper`,
@@ -53,6 +53,7 @@ from .vit import (
     VIT_SIZES,
     DinoVisionTransformer,
     create_vit,
+    seeded_vit,
     dino_interpolate_pos_embed,
     resample_pos_embed,
     set_drop_path,
@@ -66,6 +67,7 @@ __all__ = [
     "set_drop_path",
     "DinoVisionTransformer",
     "create_vit",
+    "seeded_vit",
     "DINOHead",
     "MultiCropWrapper",
     "LinearHead",

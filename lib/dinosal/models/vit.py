@@ -40,6 +40,7 @@ __all__ = [
     "VIT_SIZES",
     "DinoVisionTransformer",
     "create_vit",
+    "seeded_vit",
     "dino_interpolate_pos_embed",
     "resample_pos_embed",
     "set_drop_path",
@@ -273,6 +274,17 @@ def create_vit(
     )
     kwargs.update(kw)
     return DinoVisionTransformer(pos_interp=pos_interp, **kwargs)
+
+
+def seeded_vit(seed: int, arch="tiny", patch: int = 8, img_size: int = 96, pos_interp: str = "dino") -> DinoVisionTransformer:
+    """The network at random init that a DINO run of ``seed`` starts from (eval mode): ``torch.manual_seed(seed)``,
+    then :func:`create_vit` (the trainer's seeding rule; the student's ``drop_path`` draws no random numbers at
+    init). The caller's RNG state is left as it was (``torch.random.fork_rng``). The one place the rule lives:
+    :func:`dinosal.zoo.initial_backbone` and the release's regenerated step-0 snapshots call it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = create_vit(arch, patch=patch, img_size=img_size, pos_interp=pos_interp)
+    return model.eval()
 
 
 def set_drop_path(vit: torch.nn.Module, rate: float) -> list[float]:

@@ -25,7 +25,7 @@ from .store import (
     unpack,
     verify,
 )
-from .tensors import _read_json, backbone_digest, rebuild_classifier
+from .tensors import _initial_blob, _read_json, backbone_digest, rebuild_classifier
 
 BackboneSource = Callable[[], "tuple[torch.nn.Module | Mapping[str, torch.Tensor], str]"]
 """What :func:`materialise` calls for a head-only probe: ``() -> (the parent's backbone, where it came from)``
@@ -54,7 +54,7 @@ def materialise(entry: Entry, cache_root=None, backbone: Optional[BackboneSource
     artifact holds the released files (``backbone.safetensors`` or
     ``classifier.safetensors``, ``config.json``, ``log.csv``, the
     ``snapshots/*.safetensors`` the entry lists, possibly none, and its
-    ``copies``; a validation grid's ``selection.json`` and ``config.json``; a
+    ``copies`` and ``generated`` files; a validation grid's ``selection.json`` and ``config.json``; a
     score table's ``scores.csv`` and ``config.json``; files released
     gzip-compressed, ``*.csv.gz``, are written plain) and a
     manifest with ``"source": "release"``, ``"release"`` (name, profile,
@@ -125,8 +125,18 @@ def materialise(entry: Entry, cache_root=None, backbone: Optional[BackboneSource
             runs.atomic_write_bytes(tmp / rel, written[source])
             if source in rebuilt:
                 rebuilt[rel] = rebuilt[source]
+        generated = dict(entry.generated or {})
+        for rel, how in sorted(generated.items()):  # made from code, checked against the kept file's digest
+            data = _initial_blob(config, entry.key, entry.dtype, entry.folder / CONFIG_JSON)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != how["sha256"]:
+                raise ValueError(f"{entry.folder}: {rel} is released as the run's random init, made from its config; "
+                                 f"this library's initialisation gives sha256 {actual}, the run kept {how['sha256']}: "
+                                 "the initialisation changed, the release is stale (retrain with `make weights`)")
+            runs.atomic_write_bytes(tmp / rel, data)
         release = {k: getattr(entry, k) for k in ("name", "profile", "dtype", "commit", "created")}
-        release["files"] = {**entry.files, **{rel: entry.files[source] for rel, source in copies.items()}}
+        release["files"] = {**entry.files, **{rel: entry.files[source] for rel, source in copies.items()},
+                            **{rel: how["sha256"] for rel, how in generated.items()}}
         out = {
             "source": "release", "release": release, "machine": entry.machine, "versions": entry.versions,
             "commit": entry.commit, "metrics": entry.metrics, "training": {"steps": entry.steps},

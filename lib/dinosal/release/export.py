@@ -43,11 +43,13 @@ from .store import (
 )
 from .tensors import (
     CLASSIFIER_CONTENT,
+    DINO_CONTENT,
     NECK_FILE,
     NECK_KEPT,
     _cast,
     _expected_digest,
     _head_only_bytes,
+    _initial_blob,
     _network,
     _parse_safetensors,
     _read_safetensors,
@@ -154,7 +156,8 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     to ``dtype``), ``config.json`` (the artifact's run config), ``log.csv.gz``
     (the log, gzip-compressed) and, with ``snapshots``, one ``snapshots/step_NNNNNN.safetensors``
     per snapshot (``snapshots=False``: none, the entry lists none; a snapshot whose bytes are the final
-    weights' is stored once and listed in the entry's ``copies``); then
+    weights' is stored once and listed in the entry's ``copies``; the step-0 snapshot, when it is the run's
+    random init bit for bit, is not stored but listed in ``generated`` with its sha256); then
     replaces the manifest entry of ``name``. ``metrics``: held-out metrics
     (dino: name -> number; None: the artifact manifest's ``"metrics"``, for
     a transfer its validation scores, kept as they are). Provenance from the
@@ -214,14 +217,20 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
     sources = {} if table else _sources(cache_dir, kind, snapshots)
 
     blobs: dict[str, bytes] = {}
+    generated: dict[str, dict] = {}
     backbone = None
     if table:
         blobs[table], dtype = (cache_dir / table).read_bytes(), ""
     elif kind == KIND:
         net = _network(config, cache_dir / runs.MANIFEST)
-        meta = {"content": "dino teacher backbone", "key": manifest["key"], "dtype": dtype}
+        meta = {"content": DINO_CONTENT, "key": manifest["key"], "dtype": dtype}
         for rel, src in sources.items():
             blobs[rel] = _dino_blob(cache_dir, rel, src, manifest, net, meta, dtype)
+        start = f"{SNAPSHOT_DIR}/step_{0:06d}.safetensors"
+        if start in blobs:  # the random init: made from code at materialise time when it is what the run kept
+            made = _initial_blob(config, manifest["key"], dtype, cache_dir / runs.MANIFEST)
+            if made == blobs[start]:
+                generated[start] = {"from": "initial", "sha256": hashlib.sha256(blobs.pop(start)).hexdigest()}
         if config.get("method") == "lewel":  # a LEWEL companion: what its alignment maps need, the neck's proj
             neck = {k: v for k, v in load_artifact_neck(cache_dir).items() if k.startswith(NECK_KEPT)}
             blobs[NECK_FILE] = _safetensors_bytes(_cast(neck, dtype, str(cache_dir)),
@@ -264,7 +273,8 @@ def export_artifact(cache_dir, name: str, profile: str, metrics: Optional[Mappin
         versions=manifest.get("versions", {}), metrics=metrics,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         transfer=block("transfer", TRANSFER_KIND), selection=block("selection", SELECTION_KIND),
-        scores=block("scores", SCORES_KIND), backbone=backbone, copies=copies or None, root=str(root),
+        scores=block("scores", SCORES_KIND), backbone=backbone, copies=copies or None,
+        generated=generated or None, root=str(root),
     )
     return _install(root, name, entry, blobs)
 

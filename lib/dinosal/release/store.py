@@ -147,7 +147,12 @@ class Entry:
     whole classifier and the other kinds (not stored). copies: ``{path: path
     in files}`` of the files stored once because their bytes are another's
     (a run's last snapshot is its final weights), None when there are none
-    (not stored); :func:`~dinosal.release.materialise` writes both. Files of
+    (not stored); :func:`~dinosal.release.materialise` writes both. generated:
+    ``{path: {"from": "initial", "sha256": hex}}`` of the files not stored
+    because code makes them -- a DINO run's step-0 snapshot is its network at
+    random init, regenerated from its config and checked against the digest of
+    the snapshot the training kept --, None when there are none (not stored).
+    Files of
     :data:`PACKED` kinds are listed (and stored) as ``<file>.gz``. ``root``:
     the release folder the entry was read from (not stored).
     """
@@ -170,6 +175,7 @@ class Entry:
     scores: Optional[dict] = None
     backbone: Optional[dict] = None
     copies: Optional[dict] = None
+    generated: Optional[dict] = None
     root: Optional[str] = field(default=None, compare=False, repr=False)
 
     @property
@@ -197,7 +203,9 @@ class Entry:
         return sum((self.folder / rel).stat().st_size for rel in self.files if (self.folder / rel).is_file())
 
 
-_OPTIONAL = ("transfer", "selection", "scores", "backbone", "copies")
+_OPTIONAL = ("transfer", "selection", "scores", "backbone", "copies", "generated")
+GENERATED_FROM = ("initial",)
+"""What :attr:`Entry.generated` files are made from: ``"initial"``, a DINO run's network at random init."""
 _FIELDS = [f.name for f in dataclasses.fields(Entry) if f.name != "root" and f.name not in _OPTIONAL]
 
 
@@ -348,6 +356,12 @@ def verify(entry: Entry) -> Entry:
     for needed in (ENTRY_FILE[entry.kind], CONFIG_JSON):
         if needed not in entry.files and released_path(needed) not in entry.files:
             raise ValueError(f"{entry.folder}: release entry {entry.name!r} lists no {needed}")
+    for rel, how in sorted((entry.generated or {}).items()):
+        if entry.kind != KIND or rel in entry.files or not isinstance(how, dict) \
+                or how.get("from") not in GENERATED_FROM or not isinstance(how.get("sha256"), str):
+            raise ValueError(f"{entry.folder}: release entry {entry.name!r} lists {rel} as generated ({how!r}); only a "
+                             f"{KIND!r} entry's file it does not store, made from one of {GENERATED_FROM} with a "
+                             "sha256, can be")
     for rel, source in sorted((entry.copies or {}).items()):
         if source not in entry.files or rel in entry.files:
             raise ValueError(f"{entry.folder}: release entry {entry.name!r} lists {rel} as a copy of {source}, "

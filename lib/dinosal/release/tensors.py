@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from .. import runs
-from ..models import create_vit, extract_backbone_state, load_dino_backbone, load_dino_state
+from ..models import create_vit, extract_backbone_state, load_dino_backbone, load_dino_state, seeded_vit
 from ..train.dino import CHECKPOINT, SNAPSHOT_DIR
 from ..train.transfer import TransferCheckpoint, load_transfer, transfer_from_checkpoint
 from .store import BACKBONE, CLASSIFIER, CONFIG_JSON, DTYPES, PARENT_BACKBONE, ReleaseIntegrityError
@@ -123,6 +123,27 @@ def _network(config: Mapping, source) -> torch.nn.Module:
     arch = tuple(net["arch"]) if isinstance(net["arch"], list) else net["arch"]
     return create_vit(arch, patch=int(net["patch"]), img_size=int(net["img_size"]),
                       pos_interp=net.get("pos_interp", "dino"))
+
+
+DINO_CONTENT = "dino teacher backbone"
+"""The ``content`` of the header of a released DINO backbone or snapshot."""
+
+
+def _initial_blob(config: Mapping, key: str, dtype: str, source) -> bytes:
+    """The released step-0 snapshot of the DINO run of ``config`` (key ``key``), made from code: its network at
+    random init (:func:`~dinosal.models.seeded_vit` with the config's ``seed``, ``arch``, ``patch``, ``img_size``,
+    ``pos_interp``), cast to ``dtype``, with the header the export writes -- the same bytes as the snapshot the
+    training kept, as long as the library draws the same initialisation. ``ValueError`` naming ``source`` for a
+    config without the network's fields."""
+    net = config.get("dino", config)
+    missing = [k for k in ("seed", "arch", "patch", "img_size") if not isinstance(net, Mapping) or k not in net]
+    if missing:
+        raise ValueError(f"{source}: no network description: fields {missing} missing (under 'dino' or at the top)")
+    arch = tuple(net["arch"]) if isinstance(net["arch"], list) else net["arch"]
+    model = seeded_vit(int(net["seed"]), arch, patch=int(net["patch"]), img_size=int(net["img_size"]),
+                       pos_interp=net.get("pos_interp", "dino"))
+    meta = {"content": DINO_CONTENT, "key": key, "dtype": dtype, "step": 0}
+    return _safetensors_bytes(_cast(model.state_dict(), dtype, str(source)), meta)
 
 
 def _torch_teacher(path: Path) -> tuple[dict[str, torch.Tensor], Optional[int]]:
