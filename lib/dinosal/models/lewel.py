@@ -77,14 +77,16 @@ class ObjectNeck(nn.Module):
         self.proj = MLP1D(in_dim, hidden, out_dim)
         self.proj_obj = None if maps_only else MLP1D(in_dim, hidden, out_dim)
 
-    def _project(self, tokens: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``proj`` over ``[pooled, tokens]``: the global embedding ``(B, k)`` and the maps ``(B, k, N)``."""
+    def project(self, tokens: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tokens`` ``(B, N, C)`` and ``pooled`` ``(B, C)`` through ``proj`` as ``[pooled, token_1..token_N]``:
+        the global embedding ``(B, k)`` and the alignment maps ``(B, k, N)`` (the token columns, L2-normalised
+        over the k channels, divided by ``scale``, softmaxed over the N positions)."""
         z = self.proj(torch.cat([pooled[:, :, None], tokens.transpose(1, 2)], dim=2))  # (B, k, 1 + N)
         return z[:, :, 0], F.softmax(F.normalize(z[:, :, 1:], dim=1) / self.scale, dim=2)
 
     def alignment(self, tokens: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         """The alignment maps ``(B, k, N)`` alone (what :meth:`forward` computes first; ``proj`` only)."""
-        return self._project(tokens, pooled)[1]
+        return self.project(tokens, pooled)[1]
 
     def forward(self, tokens: torch.Tensor, pooled: torch.Tensor) -> NeckOutput:
         if self.proj_obj is None:
@@ -92,7 +94,7 @@ class ObjectNeck(nn.Module):
                                "projection); it gives alignment(), not the slots")
         b, n, c = tokens.shape
         x = tokens.transpose(1, 2)  # (B, C, N)
-        z_g, maps = self._project(tokens, pooled)
+        z_g, maps = self.project(tokens, pooled)
         grouped = maps.view(b, self.num_heads, -1, n)  # (B, heads, k/heads, N)
         values = x.reshape(b, self.num_heads, c // self.num_heads, n) @ grouped.transpose(2, 3)
         slots = self.proj_obj(values.reshape(b, c, grouped.shape[2]))  # (B, k, k/heads)
