@@ -549,3 +549,19 @@ def test_ratio_heatmap_draws_no_grid_line_through_the_numbers():
         ax = Figure().add_subplot()
         vp.ratio_heatmap(ax, _ratio_tables()["attention"])
         assert not any(line.get_visible() for line in ax.xaxis.get_gridlines() + ax.yaxis.get_gridlines())
+
+
+def test_a_panel_draws_the_photo_in_grey_so_the_only_colour_is_the_map():
+    """An orange object under a yellow-orange map must not read as salient: the photo under a panel's map is
+    its luminance in grey; overlay() keeps colour unless asked."""
+    img = np.zeros((16, 16, 3), dtype=np.uint8)
+    img[:8] = (255, 140, 0)  # an orange truck
+    fig = Figure()
+    ax = fig.add_subplot()
+    vp.show(ax, img, np.ones((2, 2)), 8, vp.degree_kind([np.ones((2, 2))]))
+    photo = ax.get_images()[0].get_array()
+    assert photo.ndim == 2 and ax.get_images()[0].get_cmap().name == "gray"
+    assert photo[0, 0] == pytest.approx(0.299 * 255 + 0.587 * 140) and photo[-1, -1] == 0
+    ax2 = fig.add_subplot()
+    viz.overlay(ax2, img, None, 8)
+    assert ax2.get_images()[0].get_array().shape == (16, 16, 3)

@@ -127,16 +127,23 @@ def shared_norm(maps: Sequence[np.ndarray], percentile: Optional[float] = None) 
 
 
 def overlay(ax, image: np.ndarray, grid_map: Optional[np.ndarray], patch: int, norm=None,
-            cmap: str = CMAP, alpha: float = 0.65, title: Optional[str] = None):
+            cmap: str = CMAP, alpha: float = 0.65, title: Optional[str] = None, grey: bool = False):
     """Draw ``image`` and, on top, a (rows, cols) map with cells of ``patch`` px.
 
     A masked array's masked cells are left transparent (the composite is
-    drawn this way: only the LOST mask is coloured). Returns the map's
-    ``AxesImage`` (None without a map) for a colorbar.
+    drawn this way: only the LOST mask is coloured). ``grey``: draw an RGB
+    ``image`` (uint8) as its luminance (ITU-R 601 weights), so that the only
+    colour in the panel is the map's (an orange truck under a yellow-orange
+    map otherwise reads as salient). Returns the map's ``AxesImage`` (None
+    without a map) for a colorbar.
     """
     img = np.asarray(image)
     h, w = img.shape[:2]
-    ax.imshow(img, extent=(0, w, h, 0), interpolation="nearest")
+    if grey and img.ndim == 3:
+        luma = img[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        ax.imshow(luma, extent=(0, w, h, 0), interpolation="nearest", cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(img, extent=(0, w, h, 0), interpolation="nearest")
     shown = None
     if grid_map is not None:
         m = np.ma.asarray(grid_map, dtype=np.float64)  # masked cells stay transparent

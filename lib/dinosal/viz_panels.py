@@ -257,7 +257,8 @@ def _cmap(name: str):
 
 
 def show(ax, image: np.ndarray, grid_map, patch: int, kind: PanelKind, mask=None, alpha: float = 0.7):
-    """Draw ``image`` and over it ``kind.values(grid_map)`` on the kind's scale; returns the ``AxesImage``.
+    """Draw ``image`` in grey and over it ``kind.values(grid_map)`` on the kind's scale (the only colour in
+    the panel is the map's); returns the ``AxesImage``.
 
     mask: (rows, cols) bool; cells outside it are left uncoloured (the
     composite).
@@ -265,7 +266,7 @@ def show(ax, image: np.ndarray, grid_map, patch: int, kind: PanelKind, mask=None
     m = np.ma.asarray(grid_map, dtype=np.float64)
     if mask is not None:
         m = np.ma.masked_where(~np.asarray(mask, dtype=bool), m)
-    return overlay(ax, image, kind.values(m), patch, norm=kind.norm, cmap=_cmap(kind.cmap), alpha=alpha)
+    return overlay(ax, image, kind.values(m), patch, norm=kind.norm, cmap=_cmap(kind.cmap), alpha=alpha, grey=True)
 
 
 def colour_bar(fig: Figure, kind: PanelKind, cax=None, ax=None, orientation: str = "vertical", **kwargs):
