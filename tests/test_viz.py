@@ -565,3 +565,16 @@ def test_a_panel_draws_the_photo_in_grey_so_the_only_colour_is_the_map():
     ax2 = fig.add_subplot()
     viz.overlay(ax2, img, None, 8)
     assert ax2.get_images()[0].get_array().shape == (16, 16, 3)
+
+
+def test_paper_panels_of_model_groups_can_share_one_degree_scale(panel_inputs):
+    images, results, patch, boxes = panel_inputs
+    shared = vp.degree_kind([r.lost.inverse_degree for v in results.values() for r in v])
+    norms = []
+    for m in results:
+        fig = vp.paper_panels(images, {m: results[m]}, patch, degree=shared)
+        norms.append([im.norm for ax in fig.axes for im in _map_images(ax)][0])
+    assert all(n is shared.norm for n in norms)
+    own = [vp.paper_panels(images, {m: results[m]}, patch) for m in results]
+    assert {(f.axes[2].get_images()[1].norm.vmin, f.axes[2].get_images()[1].norm.vmax) for f in own} != {
+        (shared.norm.vmin, shared.norm.vmax)}

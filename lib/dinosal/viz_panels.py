@@ -339,7 +339,7 @@ def _aspect(images) -> float:
 
 def paper_panels(images: Sequence[np.ndarray], results: Mapping[str, Sequence], patch: int,
                  gt_boxes: Optional[Sequence] = None, names: Optional[Sequence[str]] = None,
-                 width: float = FIGURE_INCHES) -> Figure:
+                 width: float = FIGURE_INCHES, degree: Optional[PanelKind] = None) -> Figure:
     """The seed paper's three LOST panels for rows of images x columns of models.
 
     images: (H, W, 3) uint8, one per image block; results: model name ->
@@ -352,10 +352,11 @@ def paper_panels(images: Sequence[np.ndarray], results: Mapping[str, Sequence], 
     first column shows the image with its GT boxes, a last one each row's
     colour bar. Scales: see the module
     docstring (inverse degree and composite: one log scale for the figure;
-    correlation: per map, white at LOST's threshold).
+    correlation: per map, white at LOST's threshold). ``degree``: the inverse-degree scale to use (e.g.
+    :func:`degree_kind` of more models, so that figures of model groups share it; None: this figure's).
     """
     models = _check(images, results)
-    deg = degree_kind([r.lost.inverse_degree for m in models for r in results[m]])
+    deg = degree or degree_kind([r.lost.inverse_degree for m in models for r in results[m]])
     kinds = (deg, CORRELATION, composite_kind(deg))
     n_img, n_mod = len(images), len(models)
     fig = Figure(figsize=(width, 0.1 + n_img * (3 * _aspect(images) * width / (n_mod + 2.3) + 0.3)),
