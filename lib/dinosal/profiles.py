@@ -169,10 +169,6 @@ init) is implied for every profile; its network is that of the profile's
 first trained recipe."""
 
 
-# DINO's companions (dinosal.companions): Mugs and LEWEL trained with a DINO recipe's network, data, crops,
-# steps and optimiser, for each parent below and each seed. Fields of MugsConfig / LewelConfig, scaled down
-# for the CPU beside the official defaults those classes record (heads 2048/4096 wide, queues and memory
-# of 65,536). benchmarks/bench_companions_step.py prints what a step of each costs against DINO's.
 RELEASE_FLOAT32: dict[str, str] = {
     "theory__full_dino": "float16 storage moves one LOST box: the theory chapter's CorLoc 0.120 becomes 0.125",
     "theory__frozen_teacher": "the theory chapter checks that it is the random init bit for bit",
@@ -182,13 +178,15 @@ number its chapter prints: measured for the zoo models and for the four other th
 CorLoc and pointing are identical and whose mean cosine and attention ratio move by at most 6e-5)."""
 
 
+# DINO's companions (dinosal.companions): Mugs and LEWEL trained with a DINO recipe's network, data, crops,
+# steps and optimiser, for each parent below and each seed. Fields of MugsConfig / LewelConfig, scaled down
+# for the CPU beside the official defaults those classes record (heads 2048/4096 wide, queues and memory
+# of 65,536). benchmarks/bench_companions_step.py prints what a step of each costs against DINO's.
 COMPANIONS: dict[str, dict] = {
     "smoke": {"parents": {"dino_world": (0,), "dino_driving": (0,)},
               "mugs": dict(head_hidden=64, out_dim=32, predictor_hidden=64, queue_size=64, memory_size=32, top_n=4),
               "lewel": dict(hidden=64, out_dim=32, num_heads=4)},
-    # the world budget's seeds 1 and 2 (3,000 steps each) are not trained yet: `python -m dinosal.cli companions
-    # --names mugs_world__seed1 ...` after adding them here
-    "cpu": {"parents": {"dino_world": (0,), "dino_driving": (0, 1, 2)},
+    "cpu": {"parents": {"dino_world": (0, 1), "dino_driving": (0, 1, 2)},
             "mugs": dict(head_hidden=1024, out_dim=128, predictor_hidden=1024, queue_size=2048, memory_size=1024,
                          top_n=8),
             "lewel": dict(hidden=1024, out_dim=128, num_heads=4)},
