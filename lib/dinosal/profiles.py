@@ -189,7 +189,7 @@ COMPANIONS: dict[str, dict] = {
     "smoke": {"parents": {"dino_world": (0,), "dino_driving": (0,)},
               "mugs": dict(head_hidden=64, out_dim=32, predictor_hidden=64, queue_size=64, memory_size=32, top_n=4),
               "lewel": dict(hidden=64, out_dim=32, num_heads=4)},
-    "cpu": {"parents": {"dino_world": (0, 1), "dino_driving": (0, 1, 2)},
+    "cpu": {"parents": {"dino_world": (0, 1, 2), "dino_driving": (0, 1, 2)},
             "mugs": dict(head_hidden=1024, out_dim=128, predictor_hidden=1024, queue_size=2048, memory_size=1024,
                          top_n=8),
             "lewel": dict(hidden=1024, out_dim=128, num_heads=4)},
