@@ -578,3 +578,9 @@ def test_paper_panels_of_model_groups_can_share_one_degree_scale(panel_inputs):
     own = [vp.paper_panels(images, {m: results[m]}, patch) for m in results]
     assert {(f.axes[2].get_images()[1].norm.vmin, f.axes[2].get_images()[1].norm.vmax) for f in own} != {
         (shared.norm.vmin, shared.norm.vmax)}
+
+
+def test_styled_table_pads_every_cell_so_columns_never_run_together():
+    html = viz.styled_table(pd.DataFrame({"a": [0.008], "b": [0.726]})).to_html()
+    css = html.split("</style>")[0]
+    assert " td {\n  padding: 0 0.6em;" in css and " th {\n  padding: 0 0.6em;" in css

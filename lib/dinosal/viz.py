@@ -470,8 +470,11 @@ def styled_table(df, precision: int = 3, gradient: Sequence[str] = (), cmap: str
     gradient on the ``gradient`` columns only. A missing value in a gradient
     column keeps the page's background (pandas would paint it black: the
     colormap's "bad" colour is transparent black, and the alpha is dropped).
+    Every cell gets horizontal padding, so that neighbouring columns never run
+    together ("0.008]0.726").
     """
     st = df.style.format(precision=precision, na_rep=MISSING)
+    st = st.set_table_styles([{"selector": "td, th", "props": "padding: 0 0.6em;"}], overwrite=False)
     if gradient:
         st = st.background_gradient(subset=list(gradient), cmap=cmap)
         st = st.highlight_null(props="background-color: transparent; color: inherit")
