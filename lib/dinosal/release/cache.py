@@ -22,6 +22,7 @@ from .store import (
     Entry,
     ReleaseIntegrityError,
     cache_path,
+    find,
     unpack,
     verify,
 )
@@ -159,8 +160,6 @@ def released_artifact(kind: str, key: str, backbone: Optional[BackboneSource] = 
     """The run-cache artifact of ``key`` materialised from its release entry (:func:`materialise`), when the
     run cache does not hold it yet and a release entry of that kind and key exists; else None (train it).
     What every cached training asks before it trains (``backbone``: a head-only probe's parent)."""
-    from .store import find
-
     if (runs.cache_root() / kind / key / runs.MANIFEST).is_file():
         return None
     entry = find(key, kind=kind)

@@ -114,15 +114,22 @@ def _read_json(path: Path) -> dict:
     return doc
 
 
-def _network(config: Mapping, source) -> torch.nn.Module:
-    """A :func:`create_vit` network for a run config (fields under ``"dino"``) or a training config."""
+def _network_fields(config: Mapping, source, seed: bool = False) -> dict[str, Any]:
+    """The network's fields of a run config (under ``"dino"``) or a training config, as keyword arguments of
+    :func:`create_vit` (and ``seed`` with ``seed=True``). ``ValueError`` naming ``source`` for missing fields."""
     net = config.get("dino", config)
-    missing = [k for k in ("arch", "patch", "img_size") if not isinstance(net, Mapping) or k not in net]
+    needed = ("seed",) * seed + ("arch", "patch", "img_size")
+    missing = [k for k in needed if not isinstance(net, Mapping) or k not in net]
     if missing:
         raise ValueError(f"{source}: no network description: fields {missing} missing (under 'dino' or at the top)")
-    arch = tuple(net["arch"]) if isinstance(net["arch"], list) else net["arch"]
-    return create_vit(arch, patch=int(net["patch"]), img_size=int(net["img_size"]),
-                      pos_interp=net.get("pos_interp", "dino"))
+    out = dict(arch=tuple(net["arch"]) if isinstance(net["arch"], list) else net["arch"], patch=int(net["patch"]),
+               img_size=int(net["img_size"]), pos_interp=net.get("pos_interp", "dino"))
+    return {"seed": int(net["seed"]), **out} if seed else out
+
+
+def _network(config: Mapping, source) -> torch.nn.Module:
+    """A :func:`create_vit` network for a run config (fields under ``"dino"``) or a training config."""
+    return create_vit(**_network_fields(config, source))
 
 
 DINO_CONTENT = "dino teacher backbone"
@@ -135,13 +142,7 @@ def _initial_blob(config: Mapping, key: str, dtype: str, source) -> bytes:
     ``pos_interp``), cast to ``dtype``, with the header the export writes -- the same bytes as the snapshot the
     training kept, as long as the library draws the same initialisation. ``ValueError`` naming ``source`` for a
     config without the network's fields."""
-    net = config.get("dino", config)
-    missing = [k for k in ("seed", "arch", "patch", "img_size") if not isinstance(net, Mapping) or k not in net]
-    if missing:
-        raise ValueError(f"{source}: no network description: fields {missing} missing (under 'dino' or at the top)")
-    arch = tuple(net["arch"]) if isinstance(net["arch"], list) else net["arch"]
-    model = seeded_vit(int(net["seed"]), arch, patch=int(net["patch"]), img_size=int(net["img_size"]),
-                       pos_interp=net.get("pos_interp", "dino"))
+    model = seeded_vit(**_network_fields(config, source, seed=True))
     meta = {"content": DINO_CONTENT, "key": key, "dtype": dtype, "step": 0}
     return _safetensors_bytes(_cast(model.state_dict(), dtype, str(source)), meta)
 
