@@ -13,6 +13,7 @@ import torch
 
 from .. import runs
 from ..train.dino import SNAPSHOT_DIR
+from . import store
 from .store import (
     CLASSIFIER,
     CONFIG_JSON,
@@ -22,7 +23,6 @@ from .store import (
     Entry,
     ReleaseIntegrityError,
     cache_path,
-    find,
     unpack,
     verify,
 )
@@ -162,7 +162,7 @@ def released_artifact(kind: str, key: str, backbone: Optional[BackboneSource] = 
     What every cached training asks before it trains (``backbone``: a head-only probe's parent)."""
     if (runs.cache_root() / kind / key / runs.MANIFEST).is_file():
         return None
-    entry = find(key, kind=kind)
+    entry = store.find(key, kind=kind)  # looked up on the module: one place to find (and to watch) it
     if entry is None:
         return None
     return materialise(entry, backbone=backbone if entry.head_only else None)
